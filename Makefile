@@ -1,0 +1,35 @@
+# Two commands: `make demo` and `make test`. Both install what is missing first (idempotent).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export BCOMC_HOME ?= $(CURDIR)/.bcomc
+export DAGSTER_HOME ?= $(BCOMC_HOME)/dagster
+
+.PHONY: install demo test test-fast dev clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,vllm]'
+	@# vLLM pulls PyPI's torchvision/torchaudio/torchcodec, built for another torch: they break
+	@# `import transformers` and serve no purpose for text models (DESIGN.md section 5).
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/bcomc demo
+
+test: install
+	$(VENV)/bin/pytest -q
+
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not server and not slow"
+
+dev: install
+	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf $(BCOMC_HOME)

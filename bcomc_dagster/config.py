@@ -1,0 +1,160 @@
+"""The campaign launch schema (DESIGN.md section 4), typed and validated before anything runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bcomc_dagster.errors import InputError
+from bcomc_dagster.evals.suite import resolve_suite_path
+
+MODEL_BACKENDS = ("local",)  # where the model under training is served; more land with their deployers
+GENERATOR_BACKENDS = ("embedded",)
+ANALYZER_BACKENDS = ("embedded",)
+JUDGES = ("reference",)
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class PromptConfig(_Strict):
+    domain: str = Field("", description="What the data is about, e.g. 'cloud services'.")
+    persona: str = Field("", description="Who asks the questions, e.g. 'an SRE on call'.")
+    doc_label: str = Field("", description="What the snippets are called in prompts, e.g. 'service docs'.")
+
+
+class DatagenConfig(_Strict):
+    generator_model: str = Field("extractive", description="Model that writes pairs (one call per pair).")
+    generator_backend: str = Field("embedded", description=f"One of {GENERATOR_BACKENDS}.")
+    synthesizer_enabled: bool = Field(False, description="Run a synthesis pass with a stronger model.")
+    synthesizer_model: str | None = Field(None, description="Model of the synthesis pass.")
+    examples_per_service: int = Field(50, ge=1, le=10_000, description="Pairs per targeted service per iteration.")
+    dataset_type: Literal["qa-grounded"] = Field("qa-grounded", description="Shape of the generated data.")
+    prompt_config: PromptConfig = Field(default_factory=PromptConfig)
+    max_retries: int = Field(2, ge=0, le=10, description="Retries of a failing service before it is skipped.")
+    concurrency: int = Field(8, ge=1, le=256, description="Worker calls in flight at once.")
+    min_services: int = Field(3, ge=1, description="Fewest services targeted per iteration (when that many fail).")
+    max_services: int = Field(5, ge=1, description="Most services targeted per iteration.")
+
+    @field_validator("generator_backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if v not in GENERATOR_BACKENDS:
+            raise ValueError(f"unknown generator backend {v!r}; expected one of {list(GENERATOR_BACKENDS)}")
+        return v
+
+
+class FinetuneConfig(_Strict):
+    rank: int = Field(16, description=f"LoRA rank; one of {VLLM_LORA_RANKS} (what vLLM can serve).")
+    alpha: int | None = Field(None, ge=1, description="LoRA alpha; default 2 x rank.")
+    epochs: float = Field(3, gt=0, le=1000, description="Passes over the cumulative dataset.")
+    learning_rate: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate (linear decay).")
+    batch_size: int = Field(16, ge=1, le=4096)
+    threads: int | None = Field(None, ge=1, description="CPU threads for training; default: torch's choice.")
+
+    @field_validator("rank")
+    @classmethod
+    def _servable_rank(cls, v: int) -> int:
+        if v not in VLLM_LORA_RANKS:
+            raise ValueError(f"expected one of {list(VLLM_LORA_RANKS)}")
+        return v
+
+
+class ServingConfig(_Strict):
+    engine: Literal["auto", "vllm", "transformers"] = Field(
+        "auto", description="Local server: vLLM's CPU build where installed, else `transformers serve`."
+    )
+    ready_timeout_s: float = Field(300, gt=0, description="Deadline for a server to answer /health.")
+    eval_concurrency: int = Field(8, ge=1, le=256, description="Eval requests in flight at once.")
+    stop_at_end: bool = Field(True, description="Stop the servers this campaign started when it ends.")
+
+
+class CampaignConfig(_Strict):
+    model_name: str = Field("bcomc-tiny", description="Base model: the embedded 'bcomc-tiny' or a local folder.")
+    model_backend: str = Field("local", description=f"Where the model is served; one of {MODEL_BACKENDS}.")
+    eval_suite: str = Field("demo", description="A built-in suite name or a suite folder.")
+    target_pass_rate: float = Field(80, gt=0, le=100, description="Stop once the pass rate (percent) reaches it.")
+    max_iterations: int = Field(5, ge=1, le=100, description="Stop after this many iterations.")
+    auto_advance: bool = Field(True, description="Let the sensor start the next iteration by itself.")
+    judge: str = Field("reference", description=f"Grader of answers; one of {JUDGES}.")
+    analyzer_backend: str = Field("embedded", description=f"One of {ANALYZER_BACKENDS}.")
+    datagen: DatagenConfig = Field(default_factory=DatagenConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+
+    @field_validator("model_backend")
+    @classmethod
+    def _known_model_backend(cls, v: str) -> str:
+        if v not in MODEL_BACKENDS:
+            raise ValueError(f"unknown model backend {v!r}; expected one of {list(MODEL_BACKENDS)}")
+        return v
+
+    @field_validator("judge")
+    @classmethod
+    def _known_judge(cls, v: str) -> str:
+        if v not in JUDGES:
+            raise ValueError(f"unknown judge {v!r}; expected one of {list(JUDGES)}")
+        return v
+
+    @field_validator("analyzer_backend")
+    @classmethod
+    def _known_analyzer(cls, v: str) -> str:
+        if v not in ANALYZER_BACKENDS:
+            raise ValueError(f"unknown analyzer backend {v!r}; expected one of {list(ANALYZER_BACKENDS)}")
+        return v
+
+    @field_validator("eval_suite")
+    @classmethod
+    def _known_suite(cls, v: str) -> str:
+        resolve_suite_path(v)  # raises, naming the built-in suites
+        return v
+
+    @field_validator("model_name")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from bcomc_dagster.training.base_model import EMBEDDED_MODEL
+
+        if v != EMBEDDED_MODEL and not (Path(v).expanduser() / "config.json").is_file():
+            raise ValueError(f"expected {EMBEDDED_MODEL!r} or a local model folder with config.json")
+        return v
+
+
+def _describe(e: ValidationError, source: str) -> str:
+    lines = []
+    for err in e.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {err.get('input')!r})"
+        lines.append(f"  {field}: {msg}{got}")
+    return f"{source}: invalid campaign config\n" + "\n".join(lines)
+
+
+def parse_config(data: dict | str, source: str = "campaign config") -> CampaignConfig:
+    """Validate a config (a dict or JSON text); InputError names every bad field and what was expected."""
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{source}: not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    try:
+        return CampaignConfig.model_validate(data)
+    except ValidationError as e:
+        raise InputError(_describe(e, source)) from e
+    except InputError as e:  # raised inside a validator (unknown suite)
+        raise InputError(f"{source}: invalid campaign config\n  {e}") from e
+
+
+def load_config(path: str | Path) -> CampaignConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such config file")
+    return parse_config(path.read_text(), source=str(path))

@@ -1,0 +1,153 @@
+"""The loop's assets: thin wrappers over ``bcomc_dagster.stages``."""
+
+import time
+
+import dagster as dg
+
+from bcomc_dagster import stages
+from bcomc_dagster.defs.metadata import report_metadata
+from bcomc_dagster.defs.partitions import campaign_iterations, campaigns, keys
+from bcomc_dagster.defs.resources import ArtifactStoreResource
+
+ITER = dict(partitions_def=campaign_iterations, group_name="iteration")
+
+
+@dg.asset(partitions_def=campaigns, group_name="campaign", kinds={"json"})
+def campaign_config(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    """The validated launch config of a campaign (written by `bcomc launch`)."""
+    cfg = stages.load_campaign(artifacts.store(), context.partition_key)
+    return dg.MaterializeResult(
+        metadata={
+            "config": dg.MetadataValue.json(cfg.model_dump()),
+            "target_pass_rate": cfg.target_pass_rate,
+            "max_iterations": cfg.max_iterations,
+            "auto_advance": cfg.auto_advance,
+            "eval_suite": cfg.eval_suite,
+            "model_name": cfg.model_name,
+        }
+    )
+
+
+@dg.asset(partitions_def=campaigns, group_name="campaign", deps=[campaign_config], kinds={"pandas"})
+def baseline_eval(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    """01 EVALUATE: the base model on its own endpoint, once per campaign."""
+    report, dep = stages.baseline(artifacts.store(), context.partition_key, context.log.info)
+    context.log.info(f"baseline pass rate {report.pass_rate:.1f}%")
+    return dg.MaterializeResult(
+        metadata={**report_metadata(report), "iteration": 0, "server_ready_s": dep.ready_seconds}
+    )
+
+
+@dg.asset(**ITER, deps=[baseline_eval, campaign_config])
+def failure_analysis(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    """02 ANALYZE: the weakest services of the previous eval report and a generation plan."""
+    campaign, i = keys(context)
+    a = stages.analyze_failures(artifacts.store(), campaign, i)
+    context.log.info(a.summary)
+    return dg.MaterializeResult(
+        metadata={
+            "summary": a.summary,
+            "datagen_services": dg.MetadataValue.json(a.datagen_services),
+            "priority_services": dg.MetadataValue.json(a.priority_services),
+            "datagen_count": a.datagen_count,
+            "trend_analysis": dg.MetadataValue.json(a.trend_analysis),
+            "analyzer": a.analyzer,
+        }
+    )
+
+
+@dg.asset(**ITER, deps=[failure_analysis], kinds={"json"})
+def generated_examples(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    """03 GENERATE: grounded Q&A pairs for the targeted services, one worker call per pair."""
+    campaign, i = keys(context)
+    t0 = time.monotonic()
+    r = stages.generate_examples(artifacts.store(), campaign, i, context.log.info)
+    return dg.MaterializeResult(
+        metadata={
+            "pairs": len(r.pairs),
+            "produced_by_service": dg.MetadataValue.json(r.produced),
+            "skipped_services": dg.MetadataValue.json(r.skipped_services),
+            "attempts": dg.MetadataValue.json(r.attempts),
+            "elapsed_s": dg.MetadataValue.float(round(time.monotonic() - t0, 2)),
+        }
+    )
+
+
+@dg.asset(**ITER, deps=[generated_examples], kinds={"json"})
+def training_dataset(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    """The cumulative dataset: the previous iteration's rows plus this iteration's new pairs."""
+    campaign, i = keys(context)
+    s = stages.build_dataset(artifacts.store(), campaign, i)
+    return dg.MaterializeResult(
+        metadata={
+            "rows_total": s.rows,
+            "rows_added": s.added,
+            "duplicates_dropped": s.duplicates,
+            "rows_by_service": dg.MetadataValue.json(s.by_service),
+            "path": dg.MetadataValue.path(s.path),
+        }
+    )
+
+
+@dg.asset(**ITER, deps=[training_dataset], kinds={"peft", "pytorch"})
+def checkpoint(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    """04 FINE-TUNE: LoRA from the base on the cumulative dataset; adapter, merged weights, manifest."""
+    campaign, i = keys(context)
+    m = stages.train_checkpoint(artifacts.store(), campaign, i, context.log.info)
+    return dg.MaterializeResult(
+        metadata={
+            "final_loss": dg.MetadataValue.float(m.final_loss),
+            "loss_curve": dg.MetadataValue.json(m.loss_curve),
+            "steps": m.steps,
+            "data_rows": m.data_rows,
+            "adapter_name": m.adapter_name,
+            "adapter_fingerprint": m.adapter_fingerprint,
+            "merged_fingerprint": m.merged_fingerprint,
+            "base_model": m.base_model,
+            "elapsed_s": dg.MetadataValue.float(m.train_seconds),
+        }
+    )
+
+
+@dg.asset(**ITER, deps=[checkpoint])
+def deployment(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    """05 DEPLOY: the endpoint now serving this checkpoint, verified before anything evaluates it."""
+    campaign, i = keys(context)
+    d = stages.deploy_checkpoint(artifacts.store(), campaign, i, context.log.info)
+    return dg.MaterializeResult(
+        metadata={
+            "endpoint": dg.MetadataValue.url(d.endpoint),
+            "served_model": d.served_model,
+            "engine": d.engine,
+            "mode": d.mode,
+            "fingerprint": d.fingerprint,
+            "replaced": d.replaced or "",
+            "elapsed_s": dg.MetadataValue.float(d.deploy_seconds),
+        }
+    )
+
+
+@dg.asset(**ITER, deps=[deployment], kinds={"pandas"})
+def eval_report(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    """06 RE-EVAL: the same suite against the live deployment; delta vs the previous iteration."""
+    campaign, i = keys(context)
+    r = stages.reevaluate(artifacts.store(), campaign, i, context.log.info)
+    context.log.info(f"iteration {i}: pass rate {r.pass_rate:.1f}% (delta {r.improvement_delta:+.1f})")
+    return dg.MaterializeResult(metadata={**report_metadata(r), "iteration": i})
+
+
+@dg.asset(partitions_def=campaigns, group_name="campaign", deps=[eval_report])
+def campaign_outcome(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    """How the campaign ended: target reached or max iterations; the best iteration; servers stopped."""
+    o = stages.conclude(artifacts.store(), context.partition_key)
+    return dg.MaterializeResult(
+        metadata={
+            "status": o.status,
+            "iterations": o.iterations,
+            "baseline_pass_rate": dg.MetadataValue.float(o.baseline_pass_rate),
+            "final_pass_rate": dg.MetadataValue.float(o.final_pass_rate),
+            "best_iteration": o.best_iteration,
+            "pass_rates": dg.MetadataValue.json({str(k): v for k, v in o.pass_rates.items()}),
+            "servers_stopped": o.servers_stopped,
+        }
+    )

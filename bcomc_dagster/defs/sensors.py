@@ -1,0 +1,87 @@
+"""The auto-advance sensor: a plain sensor with a JSON cursor of storage ids (DESIGN.md section 2).
+
+Each tick reads the materialisations that are new since the cursor:
+- campaign_config[c]          -> run the baseline of c;
+- baseline_eval[c] / eval_report[c|i] -> below target and under max iterations: add iteration i+1 and run
+  it; at the target or max iterations: run campaign_outcome[c]; auto_advance off: wait for the user.
+Run keys ``{campaign}:{iteration}`` stop the daemon from running one iteration twice (a backfill or a
+re-run of an eval report does not advance the campaign again).
+"""
+
+import json
+
+import dagster as dg
+
+from bcomc_dagster import stages
+from bcomc_dagster.defs.jobs import CAMPAIGN_TAG, baseline_job, iteration_job, outcome_job
+from bcomc_dagster.defs.partitions import campaign_iterations, iteration_key, iterations
+from bcomc_dagster.defs.resources import ArtifactStoreResource
+from bcomc_dagster.errors import BcomcError
+from bcomc_dagster.loop import Decision
+
+WATCHED = ("campaign_config", "baseline_eval", "eval_report")
+
+
+def _new_records(instance: dg.DagsterInstance, asset: str, after: int | None):
+    return instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), after_storage_id=after), limit=1000, ascending=True
+    ).records
+
+
+def _campaign_and_iteration(asset: str, partition: str) -> tuple[str, int]:
+    if asset == "eval_report":
+        k = campaign_iterations.get_partition_key_from_str(partition).keys_by_dimension
+        return k["campaign"], int(k["iteration"])
+    return partition, 0
+
+
+def evaluate_tick(context: dg.SensorEvaluationContext, store) -> dg.SensorResult:
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    runs: list[dg.RunRequest] = []
+    new_iterations: list[str] = []
+    known = set(context.instance.get_dynamic_partitions(iterations.name))
+    for asset in WATCHED:
+        for rec in _new_records(context.instance, asset, cursor.get(asset)):
+            cursor[asset] = rec.storage_id
+            campaign, i = _campaign_and_iteration(asset, rec.partition_key)
+            tags = {CAMPAIGN_TAG: campaign}
+            if asset == "campaign_config":
+                runs.append(dg.RunRequest(job_name=baseline_job.name, partition_key=campaign, run_key=f"{campaign}:0", tags=tags))
+                continue
+            pass_rate = rec.asset_materialization.metadata["pass_rate"].value
+            try:
+                decision = stages.next_decision(store, campaign, i, pass_rate)
+            except BcomcError as e:
+                context.log.error(f"campaign {campaign}: cannot decide after iteration {i}: {e}")
+                continue
+            context.log.info(f"campaign {campaign} iteration {i}: {pass_rate:.1f}% -> {decision.value}")
+            if decision is Decision.ADVANCE:
+                nxt = str(i + 1)
+                if nxt not in known:
+                    known.add(nxt)
+                    new_iterations.append(nxt)
+                runs.append(
+                    dg.RunRequest(
+                        job_name=iteration_job.name, partition_key=iteration_key(campaign, i + 1),
+                        run_key=f"{campaign}:{i + 1}", tags=tags,
+                    )  # fmt: skip
+                )
+            elif decision.final:
+                runs.append(
+                    dg.RunRequest(job_name=outcome_job.name, partition_key=campaign, run_key=f"{campaign}:outcome", tags=tags)
+                )
+    return dg.SensorResult(
+        run_requests=runs,
+        cursor=json.dumps(cursor),
+        dynamic_partitions_requests=[iterations.build_add_request(new_iterations)] if new_iterations else [],
+    )
+
+
+@dg.sensor(
+    jobs=[baseline_job, iteration_job, outcome_job],
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def campaign_sensor(context: dg.SensorEvaluationContext, artifacts: ArtifactStoreResource) -> dg.SensorResult:
+    """Advances every campaign to its next iteration until its target or max iterations."""
+    return evaluate_tick(context, artifacts.store())

@@ -1,0 +1,68 @@
+"""Run a suite against a live OpenAI-compatible endpoint, with bounded concurrency, and judge it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from openai import OpenAI, OpenAIError
+
+from bcomc_dagster.errors import ServingError
+from bcomc_dagster.evals.judge import Judge
+from bcomc_dagster.evals.report import Answer, EvalReport, summarise
+from bcomc_dagster.evals.suite import Question, Suite
+
+
+def run_suite(
+    suite: Suite,
+    endpoint: str,
+    model: str,
+    judge: Judge,
+    concurrency: int = 8,
+    max_tokens: int = 48,
+    api_key: str = "local",
+    on_progress: Callable[[int, int], None] | None = None,
+) -> EvalReport:
+    """Ask every question (temperature 0) and grade every answer; any unanswered question fails the run."""
+    client = OpenAI(base_url=endpoint, api_key=api_key, max_retries=3, timeout=120)
+    started = time.monotonic()
+    done = 0
+
+    def ask(q: Question) -> Answer:
+        nonlocal done
+        try:
+            resp = client.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": q.question}],
+                temperature=0,
+                max_tokens=max_tokens,
+            )
+        except OpenAIError as e:
+            raise ServingError(f"{endpoint} model {model!r}: question {q.id} got no answer: {e}") from e
+        text = resp.choices[0].message.content or ""
+        verdict = judge.grade(q, text)
+        done += 1
+        if on_progress:
+            on_progress(done, len(suite.questions))
+        return Answer(
+            id=q.id, service=q.service, question=q.question, reference=q.reference,
+            answer=text, passed=verdict.passed, reason=verdict.reason,
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        answers = list(pool.map(ask, suite.questions))
+    rate, by_service = summarise(answers)
+    return EvalReport(
+        run_id=uuid.uuid4().hex[:12],
+        suite=suite.name,
+        model=model,
+        endpoint=endpoint,
+        judge=judge.name,
+        pass_rate=rate,
+        results_by_service=by_service,
+        failures=[a for a in answers if not a.passed],
+        answers=answers,
+        seconds=round(time.monotonic() - started, 2),
+    )

@@ -1,0 +1,129 @@
+"""Eval suites: documentation per service (the source of truth) plus questions with reference answers.
+
+A suite is a folder::
+
+    suite.json          {"name", "description", "domain"}
+    docs/<service>.md   one documentation file per service
+    questions.jsonl     {"id", "service", "question", "reference", "aliases"} one per line
+
+Built-in suites live in ``bcomc_dagster/suites``; any other folder can be named by path.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bcomc_dagster.errors import InputError
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "suites"
+
+
+class Question(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    service: str = Field(min_length=1)
+    question: str = Field(min_length=1)
+    reference: str = Field(min_length=1, description="The expected answer; the judge looks for it.")
+    aliases: tuple[str, ...] = Field(default=(), description="Other accepted spellings of the reference.")
+
+    @field_validator("question", "reference")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class Suite(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str = ""
+    domain: str = ""
+    path: Path
+    docs: dict[str, str]
+    questions: tuple[Question, ...]
+
+    @property
+    def services(self) -> list[str]:
+        return sorted(self.docs)
+
+    @cached_property
+    def by_service(self) -> dict[str, list[Question]]:
+        out: dict[str, list[Question]] = {s: [] for s in self.services}
+        for q in self.questions:
+            out[q.service].append(q)
+        return out
+
+
+def builtin_suites() -> list[str]:
+    return sorted(p.name for p in BUILTIN_DIR.iterdir() if (p / "questions.jsonl").is_file())
+
+
+def resolve_suite_path(name_or_path: str) -> Path:
+    """A built-in suite name or a folder path; raises InputError naming both options otherwise."""
+    builtin = BUILTIN_DIR / name_or_path
+    if (builtin / "questions.jsonl").is_file():
+        return builtin
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    raise InputError(
+        f"eval_suite: {name_or_path!r} is neither a built-in suite ({', '.join(builtin_suites())}) "
+        "nor a folder with docs/ and questions.jsonl"
+    )
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """Load and validate a suite; every problem names the file (and line) it is in."""
+    root = resolve_suite_path(name_or_path)
+    meta: dict = {}
+    meta_file = root / "suite.json"
+    if meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text())
+        except json.JSONDecodeError as e:
+            raise InputError(f"{meta_file}: not valid JSON ({e})") from e
+    docs_dir = root / "docs"
+    if not docs_dir.is_dir():
+        raise InputError(f"{docs_dir}: missing; a suite needs one documentation file per service")
+    docs = {p.stem: p.read_text() for p in sorted(docs_dir.glob("*.md"))}
+    empty = [s for s, text in docs.items() if not text.strip()]
+    if not docs or empty:
+        raise InputError(f"{docs_dir}: expected non-empty <service>.md files; empty or none: {empty or 'none'}")
+
+    questions_file = root / "questions.jsonl"
+    if not questions_file.is_file():
+        raise InputError(f"{questions_file}: missing; expected one JSON question per line")
+    questions: list[Question] = []
+    for lineno, line in enumerate(questions_file.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{questions_file}:{lineno}"
+        try:
+            q = Question.model_validate_json(line)
+        except ValidationError as e:
+            fields = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'line'}: {err['msg']}" for err in e.errors())
+            raise InputError(f"{where}: {fields}") from e
+        if q.service not in docs:
+            raise InputError(f"{where}: service {q.service!r} has no documentation file docs/{q.service}.md")
+        questions.append(q)
+    if not questions:
+        raise InputError(f"{questions_file}: no questions")
+    ids = [q.id for q in questions]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise InputError(f"{questions_file}: duplicate question ids {dupes}")
+    return Suite(
+        name=meta.get("name", root.name),
+        description=meta.get("description", ""),
+        domain=meta.get("domain", ""),
+        path=root,
+        docs=docs,
+        questions=tuple(questions),
+    )

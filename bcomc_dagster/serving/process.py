@@ -1,0 +1,149 @@
+"""Start, wait for, and stop a local OpenAI-compatible model server (vLLM's CPU build or
+``transformers serve``). Servers outlive the Dagster step that starts them: they run in their own
+process session and are found again through the state the deployer records.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+from bcomc_dagster.errors import ServingError
+
+VLLM_ENGINE = "vllm"
+TRANSFORMERS_ENGINE = "transformers"
+
+
+def available_engine() -> str:
+    """vLLM where its CPU build is installed (x86-64 Linux), ``transformers serve`` otherwise."""
+    return VLLM_ENGINE if importlib.util.find_spec("vllm") else TRANSFORMERS_ENGINE
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_command(engine: str, model_dir: Path, served_name: str, port: int, max_lora_rank: int) -> list[str]:
+    if engine == VLLM_ENGINE:
+        return [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", str(model_dir), "--served-model-name", served_name,
+            "--host", "127.0.0.1", "--port", str(port),
+            "--max-model-len", "256", "--dtype", "float32", "--seed", "0",
+            "--enable-lora", "--max-lora-rank", str(max_lora_rank), "--max-loras", "2",
+        ]  # fmt: skip
+    if engine == TRANSFORMERS_ENGINE:
+        return [
+            sys.executable, "-m", "transformers.cli.transformers", "serve",
+            "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
+        ]  # fmt: skip
+    raise ServingError(f"unknown server engine {engine!r}; expected {VLLM_ENGINE!r} or {TRANSFORMERS_ENGINE!r}")
+
+
+def server_env(engine: str, workdir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_CACHE=str(workdir / "hf-cache"))
+    if engine == VLLM_ENGINE:
+        env.update(
+            VLLM_TARGET_DEVICE="cpu",
+            VLLM_CPU_KVCACHE_SPACE=env.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+            VLLM_ALLOW_RUNTIME_LORA_UPDATING="True",
+            VLLM_NO_USAGE_STATS="1",
+            VLLM_LOGGING_LEVEL=env.get("VLLM_LOGGING_LEVEL", "WARNING"),
+        )
+    (workdir / "hf-cache").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def launch(engine: str, model_dir: Path, served_name: str, workdir: Path, max_lora_rank: int = 16) -> tuple[int, int]:
+    """Start a server in its own session; returns (pid, port). The log goes to ``workdir/server-PORT.log``."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = open(workdir / f"server-{port}.log", "ab")
+    proc = subprocess.Popen(
+        server_command(engine, model_dir, served_name, port, max_lora_rank),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=server_env(engine, workdir),
+        cwd=workdir,
+        start_new_session=True,
+    )
+    return proc.pid, port
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of this process counts as dead
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        return waited == 0
+    except ChildProcessError:
+        return True
+
+
+def log_tail(workdir: Path, port: int, lines: int = 15) -> str:
+    path = workdir / f"server-{port}.log"
+    if not path.is_file():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_ready(url: str, pid: int, deadline_s: float, workdir: Path, port: int) -> float:
+    """Poll ``/health`` until 200, the process dies, or the deadline passes; returns seconds waited."""
+    started = time.monotonic()
+
+    def ready() -> bool:
+        if not pid_alive(pid):
+            raise ServingError(f"server pid {pid} exited before it was ready; log:\n{log_tail(workdir, port)}")
+        return healthy(url)
+
+    poll = Retrying(stop=stop_after_delay(deadline_s), wait=wait_fixed(0.5), retry=retry_if_result(lambda ok: not ok))
+    try:
+        poll(ready)
+    except RetryError:
+        stop(pid)
+        raise ServingError(
+            f"server at {url} not ready within {deadline_s:.0f} s (stopped it); log:\n{log_tail(workdir, port)}"
+        ) from None
+    return time.monotonic() - started
+
+
+def stop(pid: int, grace_s: float = 10.0) -> None:
+    """SIGTERM the server's process group, then SIGKILL what is left after the grace period."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        end = time.monotonic() + wait
+        while time.monotonic() < end:
+            if not pid_alive(pid):
+                return
+            time.sleep(0.1)

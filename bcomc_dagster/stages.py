@@ -1,0 +1,285 @@
+"""One function per stage of the loop, over the artifact store. ``defs/`` wraps each in an asset.
+
+Iteration 0 is the baseline. Every stage reads what it needs of earlier iterations explicitly from the
+store and fails at once, naming the artifact, when it is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from bcomc_dagster.analysis.analyzer import Analysis, analyze
+from bcomc_dagster.artifacts import ArtifactStore
+from bcomc_dagster.config import CampaignConfig, parse_config
+from bcomc_dagster.datagen import coordinator, dataset
+from bcomc_dagster.datagen.extractive import ExtractiveWorker
+from bcomc_dagster.errors import PredecessorMissing, ServingError
+from bcomc_dagster.evals.judge import ReferenceJudge
+from bcomc_dagster.evals.report import EvalReport
+from bcomc_dagster.evals.runner import run_suite
+from bcomc_dagster.evals.suite import Suite, load_suite
+from bcomc_dagster.loop import Decision, decide
+from bcomc_dagster.serving import process
+from bcomc_dagster.serving.local import Deployment, LocalDeployer
+from bcomc_dagster.training.base_model import EMBEDDED_MODEL, build_base_model
+from bcomc_dagster.training.finetune import Manifest, TrainSettings, finetune, weights_fingerprint
+
+Log = Callable[[str], None]
+_default_log = logging.getLogger("bcomc").info
+
+CONFIG = "campaign.json"
+REPORT = "eval_report.json"
+ANALYSIS = "failure_analysis.json"
+GENERATED = "generated_examples.jsonl"
+GENERATION = "generation.json"
+DATASET = "training_dataset.jsonl"
+CHECKPOINT = "checkpoint"
+DEPLOYMENT = "deployment.json"
+OUTCOME = "outcome.json"
+
+
+def load_campaign(store: ArtifactStore, campaign: str) -> CampaignConfig:
+    path = store.require(campaign, None, CONFIG, "the launch config")
+    return parse_config(path.read_text(), source=str(path))
+
+
+def suite_of(cfg: CampaignConfig) -> Suite:
+    return load_suite(cfg.eval_suite)
+
+
+def base_model_dir(store: ArtifactStore, cfg: CampaignConfig) -> Path:
+    if cfg.model_name == EMBEDDED_MODEL:
+        return build_base_model(cache_dir=store.models_dir)
+    return Path(cfg.model_name).expanduser().resolve()
+
+
+def deployer(store: ArtifactStore, cfg: CampaignConfig, campaign: str) -> LocalDeployer:
+    engine = None if cfg.serving.engine == "auto" else cfg.serving.engine
+    return LocalDeployer(
+        store.campaign_dir(campaign) / "serving", engine, cfg.serving.ready_timeout_s, max(16, cfg.finetune.rank)
+    )
+
+
+def read_report(store: ArtifactStore, campaign: str, iteration: int) -> EvalReport:
+    what = "the baseline eval report" if iteration == 0 else "the eval report"
+    return EvalReport.model_validate(store.read_json(campaign, iteration, REPORT, what))
+
+
+def history(store: ArtifactStore, campaign: str, upto: int) -> list[EvalReport]:
+    """Reports 0..upto; ``upto`` must exist, earlier ones are included where present."""
+    last = read_report(store, campaign, upto)
+    earlier = [
+        read_report(store, campaign, i) for i in range(upto) if store.path(campaign, i, REPORT).exists()
+    ]
+    return [*earlier, last]
+
+
+def _evaluate(cfg: CampaignConfig, dep: Deployment, log: Log) -> EvalReport:
+    suite = suite_of(cfg)
+    step = max(1, len(suite.questions) // 4)
+
+    def progress(done: int, total: int) -> None:
+        if done % step == 0 or done == total:
+            log(f"eval: {done}/{total} questions answered")
+
+    return run_suite(
+        suite, dep.endpoint, dep.served_model, ReferenceJudge(), cfg.serving.eval_concurrency, on_progress=progress
+    )
+
+
+# -- 01 EVALUATE ----------------------------------------------------------------------------------
+def baseline(store: ArtifactStore, campaign: str, log: Log = _default_log) -> tuple[EvalReport, Deployment]:
+    cfg = load_campaign(store, campaign)
+    base = base_model_dir(store, cfg)
+    log(f"serving base model {cfg.model_name} ({base})")
+    dep = deployer(store, cfg, campaign).ensure_base(base, cfg.model_name, weights_fingerprint(base))
+    store.write_json(campaign, 0, DEPLOYMENT, dep)
+    report = _evaluate(cfg, dep, log)
+    store.write_json(campaign, 0, REPORT, report)
+    return report, dep
+
+
+# -- 02 ANALYZE -----------------------------------------------------------------------------------
+def analyze_failures(store: ArtifactStore, campaign: str, iteration: int) -> Analysis:
+    cfg = load_campaign(store, campaign)
+    reports = history(store, campaign, iteration - 1)
+    analysis = analyze(
+        reports, cfg.datagen.examples_per_service, cfg.datagen.min_services, cfg.datagen.max_services
+    )
+    store.write_json(campaign, iteration, ANALYSIS, analysis)
+    return analysis
+
+
+# -- 03 GENERATE ----------------------------------------------------------------------------------
+def previous_dataset(store: ArtifactStore, campaign: str, iteration: int) -> list:
+    if iteration <= 1:
+        return []
+    return dataset.read_jsonl(store.require(campaign, iteration - 1, DATASET, "the training dataset"))
+
+
+def generate_examples(
+    store: ArtifactStore, campaign: str, iteration: int, log: Log = _default_log
+) -> coordinator.GenerationResult:
+    cfg = load_campaign(store, campaign)
+    analysis = Analysis.model_validate(store.read_json(campaign, iteration, ANALYSIS, "the failure analysis"))
+    already = dataset.rows_by_service(previous_dataset(store, campaign, iteration))
+    total = analysis.datagen_count * len(analysis.datagen_services)
+    step = max(1, total // 4)
+
+    def progress(done: int, n: int) -> None:
+        if done % step == 0 or done == n:
+            log(f"generate: {done}/{n} pairs")
+
+    result = coordinator.generate(
+        suite_of(cfg), analysis.datagen_services, analysis.datagen_count, ExtractiveWorker(), campaign, iteration,
+        already=already, max_retries=cfg.datagen.max_retries, concurrency=cfg.datagen.concurrency,
+        prompt_config=cfg.datagen.prompt_config.model_dump(), on_progress=progress,
+    )  # fmt: skip
+    dataset.write_jsonl(store.path(campaign, iteration, GENERATED), result.pairs)
+    store.write_json(campaign, iteration, GENERATION, result.model_copy(update={"pairs": []}))
+    return result
+
+
+# -- cumulative dataset ---------------------------------------------------------------------------
+class DatasetSummary(BaseModel):
+    rows: int
+    added: int
+    duplicates: int
+    by_service: dict[str, int]
+    path: str
+
+
+def build_dataset(store: ArtifactStore, campaign: str, iteration: int) -> DatasetSummary:
+    previous = previous_dataset(store, campaign, iteration)
+    new = dataset.read_jsonl(store.require(campaign, iteration, GENERATED, "the generated examples"))
+    rows, added, dupes = dataset.merge(previous, new)
+    path = store.path(campaign, iteration, DATASET)
+    dataset.write_jsonl(path, rows)
+    return DatasetSummary(
+        rows=len(rows), added=added, duplicates=dupes, by_service=dataset.rows_by_service(rows), path=str(path)
+    )
+
+
+def contamination(store: ArtifactStore, campaign: str, iteration: int) -> list[dict]:
+    cfg = load_campaign(store, campaign)
+    rows = dataset.read_jsonl(store.require(campaign, iteration, DATASET, "the training dataset"))
+    return dataset.contaminated(rows, suite_of(cfg))
+
+
+# -- 04 FINE-TUNE ---------------------------------------------------------------------------------
+def adapter_name(campaign: str, iteration: int) -> str:
+    return f"{campaign}-it{iteration}"
+
+
+def train_checkpoint(store: ArtifactStore, campaign: str, iteration: int, log: Log = _default_log) -> Manifest:
+    cfg = load_campaign(store, campaign)
+    rows = dataset.read_jsonl(store.require(campaign, iteration, DATASET, "the training dataset"))
+    ft = cfg.finetune
+    settings = TrainSettings(
+        rank=ft.rank, alpha=ft.alpha, epochs=ft.epochs, learning_rate=ft.learning_rate,
+        batch_size=ft.batch_size, threads=ft.threads,
+    )  # fmt: skip
+
+    def on_log(step: int, total: int, loss: float) -> None:
+        log(f"fine-tune: step {step}/{total} loss {loss:.4f}")
+
+    return finetune(
+        base_model_dir(store, cfg),
+        [(r.question, r.answer) for r in rows],
+        store.path(campaign, iteration, CHECKPOINT),
+        settings,
+        adapter_name(campaign, iteration),
+        on_log=on_log,
+    )
+
+
+def read_manifest(store: ArtifactStore, campaign: str, iteration: int) -> Manifest:
+    path = store.require(campaign, iteration, CHECKPOINT, "the checkpoint") / "manifest.json"
+    if not path.is_file():
+        raise PredecessorMissing(f"{path}: the checkpoint has no manifest; it is incomplete")
+    return Manifest.model_validate_json(path.read_text())
+
+
+# -- 05 DEPLOY ------------------------------------------------------------------------------------
+def deploy_checkpoint(store: ArtifactStore, campaign: str, iteration: int, log: Log = _default_log) -> Deployment:
+    cfg = load_campaign(store, campaign)
+    manifest = read_manifest(store, campaign, iteration)
+    dep_ = deployer(store, cfg, campaign)
+    if dep_.running() is None:  # the server went away (reboot, crash): bring the base back first
+        log("no healthy server for this campaign: starting the base model again")
+        base = base_model_dir(store, cfg)
+        dep_.ensure_base(base, cfg.model_name, weights_fingerprint(base))
+    fingerprint = manifest.adapter_fingerprint if dep_.engine == process.VLLM_ENGINE else manifest.merged_fingerprint
+    dep = dep_.deploy(store.path(campaign, iteration, CHECKPOINT), manifest.adapter_name, iteration, fingerprint)
+    store.write_json(campaign, iteration, DEPLOYMENT, dep)
+    return dep
+
+
+# -- 06 RE-EVAL -----------------------------------------------------------------------------------
+def reevaluate(store: ArtifactStore, campaign: str, iteration: int, log: Log = _default_log) -> EvalReport:
+    cfg = load_campaign(store, campaign)
+    dep = Deployment.model_validate(store.read_json(campaign, iteration, DEPLOYMENT, "the deployment"))
+    live = deployer(store, cfg, campaign).running()
+    if live is None or live.live_model != dep.served_model or live.live_fingerprint != dep.fingerprint:
+        raise ServingError(
+            f"campaign {campaign!r}: the endpoint no longer serves iteration {iteration} "
+            f"({dep.served_model}); re-materialise its deployment before re-evaluating"
+        )
+    previous = read_report(store, campaign, iteration - 1)
+    report = _evaluate(cfg, dep, log).with_previous(previous)
+    store.write_json(campaign, iteration, REPORT, report)
+    return report
+
+
+# -- outcome --------------------------------------------------------------------------------------
+class Outcome(BaseModel):
+    campaign: str
+    status: str  # target_reached / max_iterations_reached / waiting / failed
+    iterations: int
+    baseline_pass_rate: float
+    final_pass_rate: float
+    best_iteration: int
+    best_pass_rate: float
+    pass_rates: dict[int, float]
+    live_model: str | None
+    servers_stopped: bool
+    finished_at: float
+
+
+def latest_iteration(store: ArtifactStore, campaign: str) -> int:
+    root = store.campaign_dir(campaign)
+    done = [int(p.name) for p in root.iterdir() if p.name.isdigit() and (p / REPORT).exists()] if root.is_dir() else []
+    if not done:
+        raise PredecessorMissing(f"campaign {campaign!r}: no eval report yet (not even the baseline)")
+    return max(done)
+
+
+def conclude(store: ArtifactStore, campaign: str) -> Outcome:
+    cfg = load_campaign(store, campaign)
+    last = latest_iteration(store, campaign)
+    reports = {i: read_report(store, campaign, i) for i in range(last + 1) if store.path(campaign, i, REPORT).exists()}
+    rates = {i: r.pass_rate for i, r in reports.items()}
+    best = max(rates, key=lambda i: (rates[i], -i))
+    decision = decide(last, rates[last], cfg.target_pass_rate, cfg.max_iterations, cfg.auto_advance)
+    status = decision.value if decision.final else "waiting"
+    dep = deployer(store, cfg, campaign)
+    live = dep.running()
+    stopped = bool(cfg.serving.stop_at_end and decision.final and dep.stop())
+    outcome = Outcome(
+        campaign=campaign, status=status, iterations=last, baseline_pass_rate=rates.get(0, 0.0),
+        final_pass_rate=rates[last], best_iteration=best, best_pass_rate=rates[best],
+        pass_rates=rates, live_model=None if stopped or live is None else live.live_model,
+        servers_stopped=stopped, finished_at=time.time(),
+    )  # fmt: skip
+    store.write_json(campaign, None, OUTCOME, outcome)
+    return outcome
+
+
+def next_decision(store: ArtifactStore, campaign: str, iteration: int, pass_rate: float) -> Decision:
+    cfg = load_campaign(store, campaign)
+    return decide(iteration, pass_rate, cfg.target_pass_rate, cfg.max_iterations, cfg.auto_advance)

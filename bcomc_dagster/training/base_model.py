@@ -1,0 +1,133 @@
+"""The embedded base model: a small Llama built from a config, with a byte-level BPE tokenizer trained
+locally. Nothing is downloaded. It is built deterministically once per spec and cached on disk.
+
+The tokenizer learns its vocabulary from the built-in suites' documentation (so names are a few tokens
+long); the weights are random, so the model knows none of the facts: its baseline is near zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from bcomc_dagster.evals.suite import BUILTIN_DIR
+
+EMBEDDED_MODEL = "bcomc-tiny"
+SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+GENERIC_TEXT = """What is the default of this service? Which one does it use? Tell me, please.
+How long, how many, how often, how big, at most, at least, by default. The answer is the value.
+Where is it? When does it run? Name the tool. Can you tell me? I need to know. For the service,
+the setting, the limit, the file, the port, the period, the size, the interval, the language."""
+
+
+class BaseModelSpec(BaseModel):
+    """Architecture of the embedded base model; changing any field builds (and caches) a new model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    vocab_size: int = 2000
+    hidden_size: int = 256
+    intermediate_size: int = 512
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    max_position_embeddings: int = 256
+    seed: int = 0
+
+
+def _corpus() -> list[str]:
+    texts = [GENERIC_TEXT]
+    for doc in sorted(BUILTIN_DIR.glob("*/docs/*.md")):
+        texts.append(doc.read_text())
+    return texts
+
+
+def spec_fingerprint(spec: BaseModelSpec) -> str:
+    h = hashlib.sha256(spec.model_dump_json().encode())
+    for text in _corpus():
+        h.update(text.encode())
+    return h.hexdigest()[:12]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("BCOMC_HOME", ".bcomc")).resolve() / "models"
+
+
+def build_tokenizer(spec: BaseModelSpec):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec.vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<|pad|>",
+        eos_token="<|end|>",
+        bos_token=None,
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=spec.max_position_embeddings,
+    )
+
+
+def build_base_model(spec: BaseModelSpec | None = None, cache_dir: Path | None = None) -> Path:
+    """Return the folder of the embedded base model, building it on first use (atomic rename)."""
+    spec = spec or BaseModelSpec()
+    cache_dir = Path(cache_dir or default_cache_dir())
+    target = cache_dir / f"{EMBEDDED_MODEL}-{spec_fingerprint(spec)}"
+    if (target / "config.json").is_file():
+        return target
+
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tokenizer(spec)
+    eos = tokenizer.convert_tokens_to_ids("<|end|>")
+    pad = tokenizer.convert_tokens_to_ids("<|pad|>")
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_attention_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=pad,
+        tie_word_embeddings=False,
+        torch_dtype="float32",
+    )
+    torch.manual_seed(spec.seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad, do_sample=False)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".building-"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "bcomc_base.json").write_text(json.dumps({"name": EMBEDDED_MODEL, "spec": spec.model_dump()}))
+        try:
+            tmp.rename(target)
+        except OSError:  # another process built it first: theirs is identical
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,52 @@
+import json
+
+import pytest
+
+from bcomc_dagster.cli import DEMO_CONFIG
+from bcomc_dagster.config import load_config, parse_config
+from bcomc_dagster.errors import InputError
+
+
+def test_demo_config_is_valid():
+    cfg = load_config(DEMO_CONFIG)
+    assert cfg.target_pass_rate == 80 and cfg.max_iterations == 5 and cfg.eval_suite == "demo"
+
+
+def test_defaults_are_the_plans():
+    cfg = parse_config({})
+    assert cfg.finetune.rank == 16 and cfg.finetune.epochs == 3 and cfg.finetune.learning_rate == 2e-4
+    assert cfg.datagen.examples_per_service == 50 and cfg.auto_advance is True
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"max_iterations": "five"}, r"max_iterations: Input should be a valid integer.*got 'five'"),
+        ({"max_iterations": 0}, r"max_iterations: Input should be greater than or equal to 1"),
+        ({"target_pass_rate": 0}, r"target_pass_rate: Input should be greater than 0"),
+        ({"target_pass_rate": 120}, r"target_pass_rate: Input should be less than or equal to 100"),
+        ({"colour": "blue"}, r"colour: unknown key"),
+        ({"datagen": {"examples": 5}}, r"datagen.examples: unknown key"),
+        ({"eval_suite": "hard_99"}, r"eval_suite: 'hard_99' is neither a built-in suite"),
+        ({"model_backend": "tgi"}, r"model_backend: unknown model backend 'tgi'; expected one of \['local'\]"),
+        ({"datagen": {"generator_backend": "x"}}, r"datagen.generator_backend: unknown generator backend 'x'"),
+        ({"finetune": {"rank": 12}}, r"finetune.rank: expected one of \[1, 8, 16"),
+        ({"model_name": "org/some-model"}, r"model_name: expected 'bcomc-tiny' or a local model folder"),
+    ],
+)
+def test_bad_configs_name_the_field(data, expected):
+    with pytest.raises(InputError, match=expected):
+        parse_config(data)
+
+
+def test_not_json(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_text("{nope")
+    with pytest.raises(InputError, match=rf"{p}: not valid JSON"):
+        load_config(p)
+
+
+def test_every_bad_field_is_reported_at_once():
+    with pytest.raises(InputError) as e:
+        parse_config(json.dumps({"max_iterations": 0, "target_pass_rate": 200}))
+    assert "max_iterations" in str(e.value) and "target_pass_rate" in str(e.value)
