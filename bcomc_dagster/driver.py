@@ -78,7 +78,7 @@ def _latest_cursor(instance: dg.DagsterInstance) -> str:
 
 def _summarise(out: Print, result: dg.ExecuteInProcessResult) -> None:
     for ev in result.get_asset_materialization_events():
-        mat = ev.asset_materialization
+        mat = ev.event_specific_data.materialization
         md = {k: v.value for k, v in mat.metadata.items()}
         name = mat.asset_key.to_user_string()
         if name in ("baseline_eval", "eval_report"):
@@ -86,7 +86,7 @@ def _summarise(out: Print, result: dg.ExecuteInProcessResult) -> None:
             out(f"  {name}: pass rate {md['pass_rate']:.1f}%" + (f" (delta {delta:+.1f})" if name == "eval_report" else ""))
             out("    " + md["per_service"].replace("\n", "\n    "))
         elif name == "failure_analysis":
-            out(f"  failure_analysis: targets {', '.join(json.loads(json.dumps(md['datagen_services'])))}")
+            out(f"  failure_analysis: targets {', '.join(md['datagen_services'])}")
         elif name == "training_dataset":
             out(f"  training_dataset: +{md['rows_added']} rows, {md['rows_total']} in all")
         elif name == "checkpoint":

@@ -186,7 +186,8 @@ def train_checkpoint(store: ArtifactStore, campaign: str, iteration: int, log: L
     )  # fmt: skip
 
     def on_log(step: int, total: int, loss: float) -> None:
-        log(f"fine-tune: step {step}/{total} loss {loss:.4f}")
+        if step % max(1, total // 4) < max(1, total // 20) or step == total:  # about five lines per run
+            log(f"fine-tune: step {step}/{total} loss {loss:.4f}")
 
     return finetune(
         base_model_dir(store, cfg),

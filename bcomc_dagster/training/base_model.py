@@ -95,6 +95,9 @@ def build_base_model(spec: BaseModelSpec | None = None, cache_dir: Path | None =
         return target
 
     import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tokenizer(spec)

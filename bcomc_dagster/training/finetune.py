@@ -95,11 +95,15 @@ def finetune(
 ) -> Manifest:
     """Train a LoRA adapter on ``pairs`` and write adapter, merged weights and manifest to ``out_dir``."""
     import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     from peft import LoraConfig, get_peft_model
     from transformers import (
         AutoModelForCausalLM,
         AutoTokenizer,
         DataCollatorForSeq2Seq,
+        PrinterCallback,
         Trainer,
         TrainerCallback,
         TrainingArguments,
@@ -160,6 +164,7 @@ def finetune(
             data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
             callbacks=[_Log()],
         )
+        trainer.remove_callback(PrinterCallback)  # progress goes through on_log, not stdout
         result = trainer.train()
         shutil.rmtree(work / "trainer", ignore_errors=True)
 
