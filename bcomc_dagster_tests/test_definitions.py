@@ -1,0 +1,36 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from bcomc_dagster.definitions import defs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_asset_graph_and_partitions():
+    d = defs()
+    graph = d.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {
+        "campaign_config", "baseline_eval", "failure_analysis", "generated_examples", "training_dataset",
+        "checkpoint", "deployment", "eval_report", "campaign_outcome",
+    }  # fmt: skip
+    node = graph.get(dg.AssetKey("failure_analysis"))
+    assert isinstance(node.partitions_def, dg.MultiPartitionsDefinition)
+    assert {dg.AssetKey("baseline_eval"), dg.AssetKey("campaign_config")} <= set(node.parent_keys)
+    assert graph.get(dg.AssetKey("eval_report")).parent_keys == {dg.AssetKey("deployment")}
+    specs = [s for cd in d.asset_checks for s in cd.check_specs]
+    assert [(s.name, s.blocking) for s in specs] == [("no_eval_questions_in_training_data", True)]
+    # the blocking check runs inside every iteration, between the dataset and the fine-tune
+    assert d.resolve_job_def("iteration_job").asset_layer.asset_graph.asset_check_keys == {specs[0].key}
+    assert d.resolve_sensor_def("campaign_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_definitions_validate_over_grpc():
+    r = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "--load-with-grpc", "-w", "workspace.yaml"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
