@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,5 +33,6 @@ def test_definitions_validate_over_grpc():
     r = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "--load-with-grpc", "-w", "workspace.yaml"],
         cwd=ROOT, capture_output=True, text=True, timeout=180,
+        env={k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"},  # a temporary instance
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
