@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.storage.tags import RUN_KEY_TAG
 
 from bcomc_dagster import stages
 from bcomc_dagster.artifacts import ArtifactStore, check_campaign_name
@@ -120,7 +121,8 @@ def drive(
             out(f"[{time.monotonic() - t0:6.0f} s] {campaign}: {label}")
             started = time.monotonic()
             res = defs.resolve_job_def(req.job_name).execute_in_process(
-                instance=instance, partition_key=req.partition_key, tags=dict(req.tags), run_config=QUIET_RUN,
+                instance=instance, partition_key=req.partition_key, run_config=QUIET_RUN,
+                tags={**req.tags, RUN_KEY_TAG: req.run_key},  # the daemon's sensor then skips this run key
                 raise_on_error=False,
             )  # fmt: skip
             _summarise(out, res)
@@ -147,7 +149,8 @@ def advance(instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactS
     instance.add_dynamic_partitions(iterations.name, [str(nxt)])
     out(f"{campaign}: iteration {nxt}")
     res = defs.resolve_job_def("iteration_job").execute_in_process(
-        instance=instance, partition_key=iteration_key(campaign, nxt), tags={"campaign": campaign},
+        instance=instance, partition_key=iteration_key(campaign, nxt),
+        tags={"campaign": campaign, RUN_KEY_TAG: f"{campaign}:{nxt}"},
         run_config=QUIET_RUN, raise_on_error=False,
     )  # fmt: skip
     _summarise(out, res)

@@ -103,3 +103,17 @@ def test_launch_refuses_a_duplicate_campaign(env):
     instance.add_dynamic_partitions("campaign", ["dup"])
     with pytest.raises(InputError, match="exists already"):
         driver.launch(instance, defs, store, parse_config({}), "dup")
+
+
+def test_sensor_does_not_restart_a_campaign_that_was_driven_elsewhere(env):
+    """A daemon whose sensor starts with an empty cursor must not re-run what `bcomc demo` already ran."""
+    instance, defs, store = env
+    cfg = parse_config({"target_pass_rate": 100, "max_iterations": 1,
+                        "datagen": {"examples_per_service": 5}, "finetune": {"epochs": 1}})
+    driver.launch(instance, defs, store, cfg, "c-driven")
+    outcome = driver.drive(instance, defs, store, "c-driven", out=lambda s: None)
+    assert outcome.status == "max_iterations_reached"
+    fresh = evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs), store)
+    assert not [r for r in fresh.run_requests if r.tags["campaign"] == "c-driven"]
+    keys = {r.tags.get("dagster/run_key") for r in instance.get_runs()}
+    assert {"c-driven:0", "c-driven:1", "c-driven:outcome"} <= keys  # what the daemon dedupes on

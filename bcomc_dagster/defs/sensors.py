@@ -46,6 +46,8 @@ def evaluate_tick(context: dg.SensorEvaluationContext, store) -> dg.SensorResult
             campaign, i = _campaign_and_iteration(asset, rec.partition_key)
             tags = {CAMPAIGN_TAG: campaign}
             if asset == "campaign_config":
+                if store.path(campaign, 0, stages.REPORT).exists():
+                    continue  # baseline already done (e.g. driven by `bcomc demo` in its own process)
                 runs.append(dg.RunRequest(job_name=baseline_job.name, partition_key=campaign, run_key=f"{campaign}:0", tags=tags))
                 continue
             pass_rate = rec.asset_materialization.metadata["pass_rate"].value
@@ -56,6 +58,8 @@ def evaluate_tick(context: dg.SensorEvaluationContext, store) -> dg.SensorResult
                 continue
             context.log.info(f"campaign {campaign} iteration {i}: {pass_rate:.1f}% -> {decision.value}")
             if decision is Decision.ADVANCE:
+                if store.path(campaign, i + 1, stages.ANALYSIS).exists():
+                    continue  # iteration i+1 has started already: never advance twice
                 nxt = str(i + 1)
                 if nxt not in known:
                     known.add(nxt)
@@ -66,7 +70,7 @@ def evaluate_tick(context: dg.SensorEvaluationContext, store) -> dg.SensorResult
                         run_key=f"{campaign}:{i + 1}", tags=tags,
                     )  # fmt: skip
                 )
-            elif decision.final:
+            elif decision.final and not store.path(campaign, None, stages.OUTCOME).exists():
                 runs.append(
                     dg.RunRequest(job_name=outcome_job.name, partition_key=campaign, run_key=f"{campaign}:outcome", tags=tags)
                 )
