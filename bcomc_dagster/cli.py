@@ -85,7 +85,8 @@ def cmd_status(args) -> int:
     names = [args.campaign] if args.campaign else instance.get_dynamic_partitions(campaigns.name)
     rows = []
     for c in names:
-        row = {"campaign": c, "iteration": None, "pass_rate": None, "delta": None, "status": "launched", "live": None}
+        row = {"campaign": c, "iteration": None, "pass_rate": None, "delta": None, "status": "launched",
+               "live": None, "endpoint": None, "failure": None}  # fmt: skip
         try:
             last = stages.latest_iteration(store, c)
             rep = stages.read_report(store, c, last)
@@ -93,8 +94,12 @@ def cmd_status(args) -> int:
             out = store.path(c, None, stages.OUTCOME)
             if out.exists():
                 row["status"] = json.loads(out.read_text())["status"]
-            live = stages.deployer(store, stages.load_campaign(store, c), c).running()
-            row["live"] = live.live_model if live else None
+            fail = stages.last_failure(store, c)
+            if fail and not out.exists():
+                row.update(status="failed", failure=f"iteration {fail.iteration} {fail.stage}: {fail.error.splitlines()[0][:200]}")
+            now = stages.live(store, c)
+            if now:
+                row.update(live=f"{now.model} (it {now.iteration})", endpoint=now.endpoint)
         except BcomcError:
             pass
         rows.append(row)
@@ -112,6 +117,11 @@ def cmd_status(args) -> int:
             "-" if r["delta"] is None else f"{r['delta']:+.1f}", r["status"], r["live"] or "-",
         )  # fmt: skip
     Console().print(table)
+    for r in rows:
+        if r["failure"]:
+            print(f"{r['campaign']}: failed at {r['failure']}")
+        if r["endpoint"]:
+            print(f"{r['campaign']}: {r['live']} at {r['endpoint']}")
     return 0
 
 

@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bcomc_dagster.errors import InputError
 from bcomc_dagster.evals.suite import resolve_suite_path
 
-MODEL_BACKENDS = ("local",)  # where the model under training is served; more land with their deployers
+# where the model under training is served: "local" = a server started here (vLLM where installed, else
+# transformers serve); "vllm" = vLLM, started here or at serving.base_url; "ollama" = an Ollama server
+MODEL_BACKENDS = ("local", "vllm", "ollama")
 GENERATOR_BACKENDS = ("embedded",)
 ANALYZER_BACKENDS = ("embedded",)
 JUDGES = ("reference",)
@@ -67,11 +69,36 @@ class FinetuneConfig(_Strict):
 
 class ServingConfig(_Strict):
     engine: Literal["auto", "vllm", "transformers"] = Field(
-        "auto", description="Local server: vLLM's CPU build where installed, else `transformers serve`."
+        "auto", description="Local server (model_backend 'local'): vLLM's CPU build where installed, else `transformers serve`."
     )
-    ready_timeout_s: float = Field(300, gt=0, description="Deadline for a server to answer /health.")
+    mode: Literal["hot-swap", "restart"] = Field(
+        "hot-swap",
+        description="vLLM: 'hot-swap' loads each LoRA adapter into the running server; 'restart' starts a new "
+        "server on the merged checkpoint and stops the old one once the new one is verified.",
+    )
+    base_url: str | None = Field(
+        None,
+        description="A server you run (vLLM with runtime LoRA updating, or Ollama), e.g. http://gpu-host:8000. "
+        "Default: vLLM is started here; Ollama at http://127.0.0.1:11434. Adapters are loaded by path, so a "
+        "remote vLLM must see the artifact folder at the same path.",
+    )
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key of base_url.")
+    final_model: Literal["last", "best", "base"] = Field(
+        "last", description="What is left live when the campaign ends: the last checkpoint, the best-scoring one, or the base."
+    )
+    rollback_on_failure: bool = Field(
+        True, description="When a re-eval fails, serve the previous iteration's model again (a failed deploy never replaces it)."
+    )
+    ready_timeout_s: float = Field(300, gt=0, description="Deadline for a server to be ready, or a model to be listed.")
     eval_concurrency: int = Field(8, ge=1, le=256, description="Eval requests in flight at once.")
     stop_at_end: bool = Field(True, description="Stop the servers this campaign started when it ends.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return v
 
 
 class CampaignConfig(_Strict):
@@ -86,6 +113,19 @@ class CampaignConfig(_Strict):
     datagen: DatagenConfig = Field(default_factory=DatagenConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+
+    @model_validator(mode="after")
+    def _serving_fits_backend(self) -> CampaignConfig:
+        sv = self.serving
+        if sv.mode == "restart" and self.model_backend == "ollama":
+            raise ValueError("serving.mode: 'restart' is a vLLM mode; Ollama creates a model per checkpoint")
+        if sv.mode == "restart" and sv.base_url:
+            raise ValueError("serving.mode: 'restart' starts vLLM here; with serving.base_url use 'hot-swap'")
+        if sv.mode == "restart" and self.model_backend == "local" and sv.engine == "transformers":
+            raise ValueError("serving.mode: 'restart' is a vLLM mode; serving.engine 'transformers' serves by path")
+        if sv.base_url and self.model_backend == "local":
+            raise ValueError("serving.base_url: set model_backend to 'vllm' or 'ollama' to use a server you run")
+        return self
 
     @field_validator("model_backend")
     @classmethod
@@ -127,8 +167,11 @@ class CampaignConfig(_Strict):
 def _describe(e: ValidationError, source: str) -> str:
     lines = []
     for err in e.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a rule across fields: the message names them
+            lines.append(f"  {msg}")
+            continue
+        field = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         got = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {err.get('input')!r})"

@@ -7,6 +7,7 @@ store and fails at once, naming the artifact, when it is missing.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,14 +19,15 @@ from bcomc_dagster.artifacts import ArtifactStore
 from bcomc_dagster.config import CampaignConfig, parse_config
 from bcomc_dagster.datagen import coordinator, dataset
 from bcomc_dagster.datagen.extractive import ExtractiveWorker
-from bcomc_dagster.errors import PredecessorMissing, ServingError
+from bcomc_dagster.errors import BcomcError, PredecessorMissing, ServingError
 from bcomc_dagster.evals.judge import ReferenceJudge
 from bcomc_dagster.evals.report import EvalReport
 from bcomc_dagster.evals.runner import run_suite
 from bcomc_dagster.evals.suite import Suite, load_suite
 from bcomc_dagster.loop import Decision, decide
-from bcomc_dagster.serving import process
-from bcomc_dagster.serving.local import Deployment, LocalDeployer
+from bcomc_dagster.serving import ollama, process
+from bcomc_dagster.serving.deployer import Deployer, Deployment, Live
+from bcomc_dagster.serving.server import ServerDeployer
 from bcomc_dagster.training.base_model import EMBEDDED_MODEL, build_base_model
 from bcomc_dagster.training.finetune import Manifest, TrainSettings, finetune, weights_fingerprint
 
@@ -41,6 +43,7 @@ DATASET = "training_dataset.jsonl"
 CHECKPOINT = "checkpoint"
 DEPLOYMENT = "deployment.json"
 OUTCOME = "outcome.json"
+FAILURE = "failure.json"
 
 
 def load_campaign(store: ArtifactStore, campaign: str) -> CampaignConfig:
@@ -58,11 +61,56 @@ def base_model_dir(store: ArtifactStore, cfg: CampaignConfig) -> Path:
     return Path(cfg.model_name).expanduser().resolve()
 
 
-def deployer(store: ArtifactStore, cfg: CampaignConfig, campaign: str) -> LocalDeployer:
-    engine = None if cfg.serving.engine == "auto" else cfg.serving.engine
-    return LocalDeployer(
-        store.campaign_dir(campaign) / "serving", engine, cfg.serving.ready_timeout_s, max(16, cfg.finetune.rank)
-    )
+def deployer(store: ArtifactStore, cfg: CampaignConfig, campaign: str) -> Deployer:
+    workdir, sv = store.campaign_dir(campaign) / "serving", cfg.serving
+    if cfg.model_backend == "ollama":
+        return ollama.OllamaDeployer(workdir, campaign, sv.base_url or ollama.DEFAULT_URL, sv.ready_timeout_s)
+    engine = process.VLLM_ENGINE if cfg.model_backend == "vllm" else (None if sv.engine == "auto" else sv.engine)
+    rank = max(16, cfg.finetune.rank)
+    return ServerDeployer(workdir, engine, sv.mode, sv.ready_timeout_s, rank, sv.base_url, sv.api_key_env)
+
+
+def serve_base(store: ArtifactStore, cfg: CampaignConfig, campaign: str) -> Deployment:
+    base = base_model_dir(store, cfg)
+    return deployer(store, cfg, campaign).ensure_base(base, cfg.model_name, weights_fingerprint(base))
+
+
+def serve_iteration(store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteration: int) -> Deployment:
+    """Make iteration ``iteration``'s checkpoint live again (0: the base model): rollback and keep-best."""
+    if iteration == 0:
+        return serve_base(store, cfg, campaign)
+    manifest = read_manifest(store, campaign, iteration)
+    return deployer(store, cfg, campaign).deploy(store.path(campaign, iteration, CHECKPOINT), manifest, iteration)
+
+
+def live(store: ArtifactStore, campaign: str) -> Live | None:
+    """What the campaign's endpoint serves now (None: nothing, or the server is down)."""
+    return deployer(store, load_campaign(store, campaign), campaign).live()
+
+
+class Failure(BaseModel):
+    iteration: int
+    stage: str
+    error: str
+    restored: str | None = None  # what was made live again
+    at: float
+
+
+def record_failure(store: ArtifactStore, campaign: str, iteration: int, stage: str, error: Exception, restored: str | None = None) -> None:
+    store.write_json(campaign, iteration, FAILURE, Failure(iteration=iteration, stage=stage, error=str(error)[:2000], restored=restored, at=time.time()))
+
+
+def last_failure(store: ArtifactStore, campaign: str) -> Failure | None:
+    """The failure of an iteration after the newest eval report, if any: the campaign is stuck there."""
+    root = store.campaign_dir(campaign)
+    if not root.is_dir():
+        return None
+    try:
+        done = latest_iteration(store, campaign)
+    except PredecessorMissing:
+        done = -1
+    fails = sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and int(p.name) > done and (p / FAILURE).exists())
+    return Failure.model_validate(store.read_json(campaign, fails[-1], FAILURE, "the failure")) if fails else None
 
 
 def read_report(store: ArtifactStore, campaign: str, iteration: int) -> EvalReport:
@@ -87,17 +135,18 @@ def _evaluate(cfg: CampaignConfig, dep: Deployment, log: Log) -> EvalReport:
         if done % step == 0 or done == total:
             log(f"eval: {done}/{total} questions answered")
 
+    key = (os.environ.get(dep.api_key_env) if dep.api_key_env else None) or "local"
     return run_suite(
-        suite, dep.endpoint, dep.served_model, ReferenceJudge(), cfg.serving.eval_concurrency, on_progress=progress
+        suite, dep.endpoint, dep.served_model, ReferenceJudge(), cfg.serving.eval_concurrency, api_key=key,
+        on_progress=progress,
     )
 
 
 # -- 01 EVALUATE ----------------------------------------------------------------------------------
 def baseline(store: ArtifactStore, campaign: str, log: Log = _default_log) -> tuple[EvalReport, Deployment]:
     cfg = load_campaign(store, campaign)
-    base = base_model_dir(store, cfg)
-    log(f"serving base model {cfg.model_name} ({base})")
-    dep = deployer(store, cfg, campaign).ensure_base(base, cfg.model_name, weights_fingerprint(base))
+    log(f"serving base model {cfg.model_name} on {cfg.model_backend}")
+    dep = serve_base(store, cfg, campaign)
     store.write_json(campaign, 0, DEPLOYMENT, dep)
     report = _evaluate(cfg, dep, log)
     store.write_json(campaign, 0, REPORT, report)
@@ -208,16 +257,22 @@ def read_manifest(store: ArtifactStore, campaign: str, iteration: int) -> Manife
 
 # -- 05 DEPLOY ------------------------------------------------------------------------------------
 def deploy_checkpoint(store: ArtifactStore, campaign: str, iteration: int, log: Log = _default_log) -> Deployment:
+    """Make this iteration's checkpoint live and verified; a failure leaves the previous model live."""
     cfg = load_campaign(store, campaign)
     manifest = read_manifest(store, campaign, iteration)
     dep_ = deployer(store, cfg, campaign)
-    if dep_.running() is None:  # the server went away (reboot, crash): bring the base back first
-        log("no healthy server for this campaign: starting the base model again")
-        base = base_model_dir(store, cfg)
-        dep_.ensure_base(base, cfg.model_name, weights_fingerprint(base))
-    fingerprint = manifest.adapter_fingerprint if dep_.engine == process.VLLM_ENGINE else manifest.merged_fingerprint
-    dep = dep_.deploy(store.path(campaign, iteration, CHECKPOINT), manifest.adapter_name, iteration, fingerprint)
+    try:
+        if dep_.live() is None:  # the server went away (reboot, crash): bring the base back first
+            log("nothing is live for this campaign: serving the base model again")
+            serve_base(store, cfg, campaign)
+        dep = dep_.deploy(store.path(campaign, iteration, CHECKPOINT), manifest, iteration)
+    except ServingError as e:
+        now = dep_.live()
+        record_failure(store, campaign, iteration, "deploy", e, restored=now.model if now else None)
+        raise
     store.write_json(campaign, iteration, DEPLOYMENT, dep)
+    store.path(campaign, iteration, FAILURE).unlink(missing_ok=True)
+    log(f"deployed {dep.served_model} ({dep.mode}, {dep.deploy_seconds:.1f} s); replaced {dep.replaced}")
     return dep
 
 
@@ -225,29 +280,45 @@ def deploy_checkpoint(store: ArtifactStore, campaign: str, iteration: int, log: 
 def reevaluate(store: ArtifactStore, campaign: str, iteration: int, log: Log = _default_log) -> EvalReport:
     cfg = load_campaign(store, campaign)
     dep = Deployment.model_validate(store.read_json(campaign, iteration, DEPLOYMENT, "the deployment"))
-    live = deployer(store, cfg, campaign).running()
-    if live is None or live.live_model != dep.served_model or live.live_fingerprint != dep.fingerprint:
+    now = deployer(store, cfg, campaign).live()
+    if now is None or now.model != dep.served_model or now.fingerprint != dep.fingerprint:
         raise ServingError(
             f"campaign {campaign!r}: the endpoint no longer serves iteration {iteration} "
             f"({dep.served_model}); re-materialise its deployment before re-evaluating"
         )
     previous = read_report(store, campaign, iteration - 1)
-    report = _evaluate(cfg, dep, log).with_previous(previous)
+    try:
+        report = _evaluate(cfg, dep, log).with_previous(previous)
+    except Exception as e:  # the new model may be at fault: put the previous one back, then report
+        restored = None
+        if cfg.serving.rollback_on_failure:
+            try:
+                restored = serve_iteration(store, cfg, campaign, iteration - 1).served_model
+                log(f"re-eval failed; rolled back to iteration {iteration - 1} ({restored})")
+            except BcomcError as rollback_error:
+                log(f"re-eval failed and the rollback failed too: {rollback_error}")
+        record_failure(store, campaign, iteration, "re-eval", e, restored)
+        raise
     store.write_json(campaign, iteration, REPORT, report)
+    store.path(campaign, iteration, FAILURE).unlink(missing_ok=True)
     return report
 
 
 # -- outcome --------------------------------------------------------------------------------------
 class Outcome(BaseModel):
     campaign: str
-    status: str  # target_reached / max_iterations_reached / waiting / failed
+    status: str  # target_reached / max_iterations_reached / waiting
     iterations: int
     baseline_pass_rate: float
     final_pass_rate: float
     best_iteration: int
     best_pass_rate: float
     pass_rates: dict[int, float]
+    final_model: str  # serving.final_model: last / best / base
+    final_iteration: int  # the iteration final_model chose (0 = base); live unless the servers were stopped
+    final_model_error: str | None = None
     live_model: str | None
+    live_endpoint: str | None
     servers_stopped: bool
     finished_at: float
 
@@ -260,22 +331,37 @@ def latest_iteration(store: ArtifactStore, campaign: str) -> int:
     return max(done)
 
 
-def conclude(store: ArtifactStore, campaign: str) -> Outcome:
+def conclude(store: ArtifactStore, campaign: str, log: Log = _default_log) -> Outcome:
+    """Record how the campaign ended; on a final decision leave ``serving.final_model`` live."""
     cfg = load_campaign(store, campaign)
     last = latest_iteration(store, campaign)
     reports = {i: read_report(store, campaign, i) for i in range(last + 1) if store.path(campaign, i, REPORT).exists()}
     rates = {i: r.pass_rate for i, r in reports.items()}
     best = max(rates, key=lambda i: (rates[i], -i))
     decision = decide(last, rates[last], cfg.target_pass_rate, cfg.max_iterations, cfg.auto_advance)
-    status = decision.value if decision.final else "waiting"
     dep = deployer(store, cfg, campaign)
-    live = dep.running()
+    now = dep.live()
+    final_iteration = now.iteration if now else last
+    final_error = None
+    if decision.final:
+        want = final_iteration = {"last": last, "best": best, "base": 0}[cfg.serving.final_model]
+        about_to_stop = cfg.serving.stop_at_end and dep.owns_server
+        if not about_to_stop and (now is None or now.iteration != want):
+            try:
+                serve_iteration(store, cfg, campaign, want)
+                log(f"serving.final_model={cfg.serving.final_model}: iteration {want} is live")
+            except BcomcError as e:
+                final_error = str(e)
+                log(f"could not leave iteration {want} live: {e}")
+        now = dep.live()
     stopped = bool(cfg.serving.stop_at_end and decision.final and dep.stop())
+    now = None if stopped else now
     outcome = Outcome(
-        campaign=campaign, status=status, iterations=last, baseline_pass_rate=rates.get(0, 0.0),
-        final_pass_rate=rates[last], best_iteration=best, best_pass_rate=rates[best],
-        pass_rates=rates, live_model=None if stopped or live is None else live.live_model,
-        servers_stopped=stopped, finished_at=time.time(),
+        campaign=campaign, status=decision.value if decision.final else "waiting", iterations=last,
+        baseline_pass_rate=rates.get(0, 0.0), final_pass_rate=rates[last], best_iteration=best,
+        best_pass_rate=rates[best], pass_rates=rates, final_model=cfg.serving.final_model,
+        final_iteration=final_iteration, final_model_error=final_error, live_model=now.model if now else None,
+        live_endpoint=now.endpoint if now else None, servers_stopped=stopped, finished_at=time.time(),
     )  # fmt: skip
     store.write_json(campaign, None, OUTCOME, outcome)
     return outcome

@@ -117,3 +117,81 @@ def test_sensor_does_not_restart_a_campaign_that_was_driven_elsewhere(env):
     assert not [r for r in fresh.run_requests if r.tags["campaign"] == "c-driven"]
     keys = {r.tags.get("dagster/run_key") for r in instance.get_runs()}
     assert {"c-driven:0", "c-driven:1", "c-driven:outcome"} <= keys  # what the daemon dedupes on
+
+
+def test_restart_mode_campaign_reaches_its_outcome_and_leaves_the_base_live(env):
+    """model_backend vllm, mode restart: each iteration starts a server on the merged checkpoint;
+    serving.final_model 'base' puts the base model back at the end."""
+    instance, defs, store = env
+    cfg = parse_config({"model_backend": "vllm", "target_pass_rate": 60, "max_iterations": 3, "datagen": FAST,
+                        "finetune": TRAIN, "serving": {"mode": "restart", "final_model": "base", "stop_at_end": False}})
+    driver.launch(instance, defs, store, cfg, "c-restart")
+    outcome = driver.drive(instance, defs, store, "c-restart", out=lambda s: None)
+    dep = stages.deployer(store, cfg, "c-restart")
+    try:
+        assert outcome.status == "target_reached" and outcome.pass_rates[outcome.iterations] >= 60
+        deployments = [stages.Deployment.model_validate(store.read_json("c-restart", i, stages.DEPLOYMENT, "d"))
+                       for i in range(1, outcome.iterations + 1)]  # fmt: skip
+        assert all(d.mode == "restart" and d.server_started for d in deployments)
+        assert len({d.endpoint for d in deployments}) == len(deployments)  # a new server each time
+        assert outcome.final_model == "base" and outcome.final_iteration == 0 and not outcome.servers_stopped
+        assert outcome.live_model == "bcomc-tiny" and dep.live().iteration == 0
+        md = _materialised(instance, "campaign_outcome", "c-restart")[0].asset_materialization.metadata
+        assert md["live_model"].value == "bcomc-tiny" and md["final_model"].value == "base (iteration 0)"
+    finally:
+        dep.stop()
+
+
+def test_failed_deploy_and_failed_reeval_leave_the_previous_model_serving(env, monkeypatch, tmp_path, capsys):
+    from bcomc_dagster import cli
+    from bcomc_dagster.errors import ServingError
+    from bcomc_dagster.serving.server import ServerDeployer
+
+    instance, defs, store = env
+    cfg = parse_config({"target_pass_rate": 100, "max_iterations": 2, "auto_advance": False,
+                        "datagen": {"examples_per_service": 10}, "finetune": {"epochs": 2, "learning_rate": 0.003},
+                        "serving": {"stop_at_end": False}})  # fmt: skip
+    driver.launch(instance, defs, store, cfg, "c-fail")
+    driver.drive(instance, defs, store, "c-fail", out=lambda s: None)
+    dep = stages.deployer(store, cfg, "c-fail")
+    try:
+        # 1. the deploy fails: re-eval never runs, the base stays live, the failure is recorded
+        def refuse(self, *a, **k):
+            raise ServingError("load refused by the server")
+
+        real_deploy = ServerDeployer.deploy
+        monkeypatch.setattr(ServerDeployer, "deploy", refuse)
+        with pytest.raises(stages.BcomcError, match="iteration 1 failed"):
+            driver.advance(instance, defs, store, "c-fail", out=lambda s: None)
+        assert not _materialised(instance, "eval_report", iteration_key("c-fail", 1))
+        assert dep.live().model == "bcomc-tiny"
+        assert stages.last_failure(store, "c-fail").stage == "deploy"
+        monkeypatch.setattr(ServerDeployer, "deploy", real_deploy)
+
+        # 2. the deploy works, the re-eval fails: the previous model (the base) is served again
+        def vanish(*a, **k):
+            raise RuntimeError("endpoint vanished mid-eval")
+
+        monkeypatch.setattr(stages, "run_suite", vanish)
+        with pytest.raises(stages.BcomcError, match="iteration 1 failed"):
+            driver.advance(instance, defs, store, "c-fail", out=lambda s: None)
+        assert _materialised(instance, "deployment", iteration_key("c-fail", 1))
+        assert not store.path("c-fail", 1, stages.REPORT).exists()
+        failure = stages.last_failure(store, "c-fail")
+        assert failure.stage == "re-eval" and failure.restored == "bcomc-tiny" and "vanished" in failure.error
+        assert dep.live().model == "bcomc-tiny" and dep.live().iteration == 0
+        models = [m["id"] for m in __import__("httpx").get(f"{dep.state().url}/v1/models").json()["data"]]
+        assert models == ["bcomc-tiny"]  # the failed iteration's adapter was unloaded
+
+        # `bcomc status` says so, in JSON and as a table
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+        capsys.readouterr()  # drop the runs' progress lines
+        assert cli.main(["status", "c-fail", "--json"]) == 0
+        row = json.loads(capsys.readouterr().out)[0]
+        assert row["status"] == "failed" and row["failure"].startswith("iteration 1 re-eval: endpoint vanished")
+        assert row["live"] == "bcomc-tiny (it 0)" and row["endpoint"].endswith("/v1")
+        assert cli.main(["status", "c-fail"]) == 0
+        table = capsys.readouterr().out
+        assert "failed" in table and "c-fail: failed at iteration 1 re-eval" in table
+    finally:
+        dep.stop()

@@ -121,7 +121,10 @@ def deployment(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResour
             "engine": d.engine,
             "mode": d.mode,
             "fingerprint": d.fingerprint,
+            "live": f"{d.served_model} (iteration {d.iteration})",
             "replaced": d.replaced or "",
+            "server_started": d.server_started,
+            "ready_s": dg.MetadataValue.float(d.ready_seconds),
             "elapsed_s": dg.MetadataValue.float(d.deploy_seconds),
         }
     )
@@ -138,8 +141,8 @@ def eval_report(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResou
 
 @dg.asset(partitions_def=campaigns, group_name="campaign", deps=[eval_report])
 def campaign_outcome(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
-    """How the campaign ended: target reached or max iterations; the best iteration; servers stopped."""
-    o = stages.conclude(artifacts.store(), context.partition_key)
+    """How the campaign ended: target reached or max iterations; the best iteration; what is left live."""
+    o = stages.conclude(artifacts.store(), context.partition_key, context.log.info)
     return dg.MaterializeResult(
         metadata={
             "status": o.status,
@@ -148,6 +151,9 @@ def campaign_outcome(context: dg.AssetExecutionContext, artifacts: ArtifactStore
             "final_pass_rate": dg.MetadataValue.float(o.final_pass_rate),
             "best_iteration": o.best_iteration,
             "pass_rates": dg.MetadataValue.json({str(k): v for k, v in o.pass_rates.items()}),
+            "final_model": f"{o.final_model} (iteration {o.final_iteration})",
+            "live_model": o.live_model or "",
             "servers_stopped": o.servers_stopped,
+            **({"final_model_error": o.final_model_error} if o.final_model_error else {}),
         }
     )

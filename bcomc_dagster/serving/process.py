@@ -68,6 +68,8 @@ def server_env(engine: str, workdir: Path) -> dict[str, str]:
 
 def launch(engine: str, model_dir: Path, served_name: str, workdir: Path, max_lora_rank: int = 16) -> tuple[int, int]:
     """Start a server in its own session; returns (pid, port). The log goes to ``workdir/server-PORT.log``."""
+    if engine == VLLM_ENGINE and importlib.util.find_spec("vllm") is None:
+        raise ServingError("vLLM is not installed here: install the 'vllm' extra, or set serving.base_url")
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log = open(workdir / f"server-{port}.log", "ab")
@@ -97,9 +99,9 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def log_tail(workdir: Path, port: int, lines: int = 15) -> str:
+def log_tail(workdir: Path, port: int | None, lines: int = 15) -> str:
     path = workdir / f"server-{port}.log"
-    if not path.is_file():
+    if port is None or not path.is_file():
         return "(no log)"
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -111,12 +113,13 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_ready(url: str, pid: int, deadline_s: float, workdir: Path, port: int) -> float:
-    """Poll ``/health`` until 200, the process dies, or the deadline passes; returns seconds waited."""
+def wait_ready(url: str, pid: int | None, deadline_s: float, workdir: Path, port: int | None) -> float:
+    """Poll ``/health`` until 200, the process dies, or the deadline passes; returns seconds waited.
+    ``pid`` None: a server this process did not start (it is waited for, never stopped)."""
     started = time.monotonic()
 
     def ready() -> bool:
-        if not pid_alive(pid):
+        if pid is not None and not pid_alive(pid):
             raise ServingError(f"server pid {pid} exited before it was ready; log:\n{log_tail(workdir, port)}")
         return healthy(url)
 
@@ -124,6 +127,8 @@ def wait_ready(url: str, pid: int, deadline_s: float, workdir: Path, port: int) 
     try:
         poll(ready)
     except RetryError:
+        if pid is None:
+            raise ServingError(f"server at {url} not ready within {deadline_s:.0f} s") from None
         stop(pid)
         raise ServingError(
             f"server at {url} not ready within {deadline_s:.0f} s (stopped it); log:\n{log_tail(workdir, port)}"
