@@ -35,7 +35,7 @@ def cmd_validate(args) -> int:
 
 
 def _launch(config_path: Path, campaign: str | None, drive: bool, prefix: str) -> int:
-    from bcomc_dagster import driver
+    from bcomc_dagster import driver, stages
     from bcomc_dagster.config import load_config
 
     cfg = load_config(config_path)
@@ -56,6 +56,9 @@ def _launch(config_path: Path, campaign: str | None, drive: bool, prefix: str) -
     print(f"\ncampaign {campaign}: {outcome.status} after {outcome.iterations} iteration(s) in {time.monotonic() - t0:.0f} s")
     print(f"  pass rate by iteration (0 = baseline): {rates}")
     print(f"  best iteration {outcome.best_iteration} ({outcome.best_pass_rate:.1f}%)")
+    report = store.path(campaign, None, stages.EFFECTIVENESS_MD)
+    if report.exists():
+        print("\n" + report.read_text())
     print(f"  artifacts: {store.campaign_dir(campaign)}")
     print(f"  Dagster instance: {instance.root_directory} (make dev, then open http://127.0.0.1:3000)")
     return 0 if outcome.status == "target_reached" else 3
@@ -78,7 +81,7 @@ def cmd_advance(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from bcomc_dagster import stages
+    from bcomc_dagster import costs, stages
     from bcomc_dagster.defs.partitions import campaigns
 
     instance, _, store = _ctx()
@@ -86,11 +89,12 @@ def cmd_status(args) -> int:
     rows = []
     for c in names:
         row = {"campaign": c, "iteration": None, "pass_rate": None, "delta": None, "status": "launched",
-               "live": None, "endpoint": None, "failure": None}  # fmt: skip
+               "cost_usd": None, "live": None, "endpoint": None, "failure": None}  # fmt: skip
         try:
             last = stages.latest_iteration(store, c)
             rep = stages.read_report(store, c, last)
-            row.update(iteration=last, pass_rate=rep.pass_rate, delta=rep.improvement_delta, status="running")
+            row.update(iteration=last, pass_rate=rep.pass_rate, delta=rep.improvement_delta, status="running",
+                       cost_usd=costs.campaign_cost(store, c))  # fmt: skip
             out = store.path(c, None, stages.OUTCOME)
             if out.exists():
                 row["status"] = json.loads(out.read_text())["status"]
@@ -109,12 +113,13 @@ def cmd_status(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("campaign", "iteration", "pass rate", "delta", "status", "live model")
+    table = Table("campaign", "iteration", "pass rate", "delta", "status", "cost", "live model")
     for r in rows:
         table.add_row(
             r["campaign"], "-" if r["iteration"] is None else str(r["iteration"]),
             "-" if r["pass_rate"] is None else f"{r['pass_rate']:.1f}%",
-            "-" if r["delta"] is None else f"{r['delta']:+.1f}", r["status"], r["live"] or "-",
+            "-" if r["delta"] is None else f"{r['delta']:+.1f}", r["status"],
+            "-" if r["cost_usd"] is None else f"${r['cost_usd']:.4f}", r["live"] or "-",
         )  # fmt: skip
     Console().print(table)
     for r in rows:

@@ -8,15 +8,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bcomc_dagster.datagen.quality import QualityConfig
 from bcomc_dagster.errors import InputError
 from bcomc_dagster.evals.suite import resolve_suite_path
+from bcomc_dagster.llm.cost import Price
+from bcomc_dagster.llm.registry import BACKENDS, EMBEDDED, ProviderSettings
 
 # where the model under training is served: "local" = a server started here (vLLM where installed, else
 # transformers serve); "vllm" = vLLM, started here or at serving.base_url; "ollama" = an Ollama server
 MODEL_BACKENDS = ("local", "vllm", "ollama")
-GENERATOR_BACKENDS = ("embedded",)
-ANALYZER_BACKENDS = ("embedded",)
-JUDGES = ("reference",)
+JUDGES = ("reference", "llm")
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
@@ -30,11 +31,22 @@ class PromptConfig(_Strict):
     doc_label: str = Field("", description="What the snippets are called in prompts, e.g. 'service docs'.")
 
 
+def _backend(v: str) -> str:
+    if v not in BACKENDS:
+        raise ValueError(f"unknown backend {v!r}; expected one of {list(BACKENDS)}")
+    return v
+
+
 class DatagenConfig(_Strict):
-    generator_model: str = Field("extractive", description="Model that writes pairs (one call per pair).")
-    generator_backend: str = Field("embedded", description=f"One of {GENERATOR_BACKENDS}.")
+    generator_model: str = Field(
+        "extractive", description="Model that writes pairs (one call per pair): 'extractive' on the embedded "
+        "backend, else a model id or alias of the backend (e.g. 'claude-3-5-haiku').",
+    )
+    generator_backend: str = Field("embedded", description=f"One of {list(BACKENDS)}.")
     synthesizer_enabled: bool = Field(False, description="Run a synthesis pass with a stronger model.")
-    synthesizer_model: str | None = Field(None, description="Model of the synthesis pass.")
+    synthesizer_model: str | None = Field(None, description="Model of the synthesis pass (e.g. 'claude-3-5-sonnet').")
+    synthesizer_backend: str | None = Field(None, description="Backend of the synthesizer; default: the generator's.")
+    synthesis_batch_size: int = Field(10, ge=1, le=50, description="Raw pairs rewritten per synthesizer call.")
     examples_per_service: int = Field(50, ge=1, le=10_000, description="Pairs per targeted service per iteration.")
     dataset_type: Literal["qa-grounded"] = Field("qa-grounded", description="Shape of the generated data.")
     prompt_config: PromptConfig = Field(default_factory=PromptConfig)
@@ -43,12 +55,27 @@ class DatagenConfig(_Strict):
     min_services: int = Field(3, ge=1, description="Fewest services targeted per iteration (when that many fail).")
     max_services: int = Field(5, ge=1, description="Most services targeted per iteration.")
 
-    @field_validator("generator_backend")
-    @classmethod
-    def _known_backend(cls, v: str) -> str:
-        if v not in GENERATOR_BACKENDS:
-            raise ValueError(f"unknown generator backend {v!r}; expected one of {list(GENERATOR_BACKENDS)}")
-        return v
+    _backends = field_validator("generator_backend", "synthesizer_backend")(classmethod(lambda cls, v: v and _backend(v)))
+
+    @model_validator(mode="after")
+    def _models_fit_backends(self) -> DatagenConfig:
+        if self.generator_backend == EMBEDDED and self.generator_model != "extractive":
+            raise ValueError("datagen.generator_model: the embedded backend has one generator, 'extractive'")
+        if self.generator_backend != EMBEDDED and self.generator_model == "extractive":
+            raise ValueError(f"datagen.generator_model: name a model of the {self.generator_backend!r} backend")
+        if self.synthesizer_enabled:
+            if not self.synthesizer_model:
+                raise ValueError("datagen.synthesizer_model: required when synthesizer_enabled is true")
+            if (self.synthesizer_backend or self.generator_backend) == EMBEDDED:
+                raise ValueError("datagen.synthesizer_backend: the synthesis pass needs a model backend, not 'embedded'")
+        return self
+
+    @property
+    def synthesizer(self) -> tuple[str, str] | None:
+        """(backend, model) of the synthesis pass, when it runs."""
+        if not self.synthesizer_enabled or not self.synthesizer_model:
+            return None
+        return self.synthesizer_backend or self.generator_backend, self.synthesizer_model
 
 
 class FinetuneConfig(_Strict):
@@ -101,6 +128,28 @@ class ServingConfig(_Strict):
         return v
 
 
+class LLMConfig(_Strict):
+    providers: dict[str, ProviderSettings] = Field(
+        default_factory=dict, description="How to reach each provider: bedrock, anthropic, openai."
+    )
+    aliases: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Short model names -> {provider: model id}; adds to the built-in table."
+    )
+    prices: dict[str, Price] = Field(
+        default_factory=dict, description="USD per 1M input/output tokens by alias or model id; adds to the plan's prices."
+    )
+    cache: bool = Field(True, description="Keep answers on disk so a re-run pays only for calls that never finished.")
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, v: dict) -> dict:
+        for name in v:
+            if name == EMBEDDED:
+                raise ValueError("'embedded' needs no settings")
+            _backend(name)
+        return v
+
+
 class CampaignConfig(_Strict):
     model_name: str = Field("bcomc-tiny", description="Base model: the embedded 'bcomc-tiny' or a local folder.")
     model_backend: str = Field("local", description=f"Where the model is served; one of {MODEL_BACKENDS}.")
@@ -108,8 +157,25 @@ class CampaignConfig(_Strict):
     target_pass_rate: float = Field(80, gt=0, le=100, description="Stop once the pass rate (percent) reaches it.")
     max_iterations: int = Field(5, ge=1, le=100, description="Stop after this many iterations.")
     auto_advance: bool = Field(True, description="Let the sensor start the next iteration by itself.")
-    judge: str = Field("reference", description=f"Grader of answers; one of {JUDGES}.")
-    analyzer_backend: str = Field("embedded", description=f"One of {ANALYZER_BACKENDS}.")
+    judge: str = Field("reference", description=f"Grader of answers; one of {JUDGES} ('llm': judge_backend/judge_model).")
+    judge_backend: str = Field(EMBEDDED, description=f"Backend of the LLM judge; one of {list(BACKENDS)}.")
+    judge_model: str | None = Field(None, description="Model of the LLM judge.")
+    judge_max_error_rate: float = Field(
+        0.05, ge=0, le=1, description="Share of answers the judge may fail to grade before the eval fails."
+    )
+    analyzer_backend: str = Field(EMBEDDED, description=f"One of {list(BACKENDS)}.")
+    analyzer_model: str | None = Field(None, description="Model of the analyzer when its backend is not embedded.")
+    analyzer_retries: int = Field(2, ge=0, le=10, description="Corrections asked of the analyzer model before the fallback.")
+    budget_usd: float | None = Field(
+        None, gt=0, description="Campaign budget: the loop stops before an iteration that would exceed it."
+    )
+    llm: LLMConfig = Field(default_factory=LLMConfig, description="Providers, model aliases, prices and the response cache.")
+    held_out_fraction: float = Field(
+        0, ge=0, lt=1, description="Share of each service's eval questions kept from the analyzer and only measured "
+        "(reports show both parts' pass rates; teaching to the test shows up as a gap). The target applies to all questions.",
+    )
+    held_out_seed: int = Field(0, description="Seed of the held-out choice.")
+    quality: QualityConfig = Field(default_factory=QualityConfig, description="Filters between generation and training.")
     datagen: DatagenConfig = Field(default_factory=DatagenConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
@@ -141,12 +207,15 @@ class CampaignConfig(_Strict):
             raise ValueError(f"unknown judge {v!r}; expected one of {list(JUDGES)}")
         return v
 
-    @field_validator("analyzer_backend")
-    @classmethod
-    def _known_analyzer(cls, v: str) -> str:
-        if v not in ANALYZER_BACKENDS:
-            raise ValueError(f"unknown analyzer backend {v!r}; expected one of {list(ANALYZER_BACKENDS)}")
-        return v
+    _backends = field_validator("analyzer_backend", "judge_backend")(classmethod(lambda cls, v: _backend(v)))
+
+    @model_validator(mode="after")
+    def _roles_have_models(self) -> CampaignConfig:
+        if self.analyzer_backend != EMBEDDED and not self.analyzer_model:
+            raise ValueError(f"analyzer_model: required with analyzer_backend {self.analyzer_backend!r}")
+        if self.judge == "llm" and (self.judge_backend == EMBEDDED or not self.judge_model):
+            raise ValueError("judge_backend, judge_model: the 'llm' judge needs a backend other than 'embedded' and a model")
+        return self
 
     @field_validator("eval_suite")
     @classmethod
@@ -174,8 +243,8 @@ def _describe(e: ValidationError, source: str) -> str:
         field = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        got = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {err.get('input')!r})"
-        lines.append(f"  {field}: {msg}{got}")
+        got = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(err.get("input"), dict) else f" (got {err.get('input')!r})"
+        lines.append(f"  {msg}{got}" if msg.startswith(f"{field}.") else f"  {field}: {msg}{got}")  # a rule across fields names them
     return f"{source}: invalid campaign config\n" + "\n".join(lines)
 
 

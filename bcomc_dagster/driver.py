@@ -84,12 +84,15 @@ def _summarise(out: Print, result: dg.ExecuteInProcessResult) -> None:
         name = mat.asset_key.to_user_string()
         if name in ("baseline_eval", "eval_report"):
             delta = md.get("improvement_delta")
-            out(f"  {name}: pass rate {md['pass_rate']:.1f}%" + (f" (delta {delta:+.1f})" if name == "eval_report" else ""))
+            split = (f"; analyzed part {md['pass_rate_analyzed']:.1f}%, held-out part {md['pass_rate_held_out']:.1f}%"
+                     if "pass_rate_held_out" in md else "")  # fmt: skip
+            out(f"  {name}: pass rate {md['pass_rate']:.1f}%" + (f" (delta {delta:+.1f})" if name == "eval_report" else "") + split)
             out("    " + md["per_service"].replace("\n", "\n    "))
         elif name == "failure_analysis":
             out(f"  failure_analysis: targets {', '.join(md['datagen_services'])}")
         elif name == "training_dataset":
-            out(f"  training_dataset: +{md['rows_added']} rows, {md['rows_total']} in all")
+            dropped = ", ".join(f"{k} {v}" for k, v in md["dropped_by_reason"].items() if v) or "none"
+            out(f"  training_dataset: +{md['rows_added']} rows, {md['rows_total']} in all; dropped: {dropped}")
         elif name == "checkpoint":
             out(f"  checkpoint: {md['steps']} steps, final loss {md['final_loss']:.3f}, {md['elapsed_s']:.0f} s")
         elif name == "deployment":
@@ -138,10 +141,7 @@ def advance(instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactS
     """Run the next iteration of a campaign by hand (for auto_advance: false), at the same stop rules."""
     last = stages.latest_iteration(store, campaign)
     report = stages.read_report(store, campaign, last)
-    cfg = stages.load_campaign(store, campaign)
-    from bcomc_dagster.loop import decide
-
-    decision = decide(last, report.pass_rate, cfg.target_pass_rate, cfg.max_iterations, auto_advance=True)
+    decision = stages.next_decision(store, campaign, last, report.pass_rate, auto_advance=True)
     if decision.final:
         out(f"{campaign}: not advancing: {decision.value} at iteration {last} ({report.pass_rate:.1f}%)")
         return decision

@@ -14,16 +14,26 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from bcomc_dagster import costs
 from bcomc_dagster.analysis.analyzer import Analysis, analyze
+from bcomc_dagster.analysis.effectiveness import Effectiveness, effectiveness
+from bcomc_dagster.analysis.llm_analyzer import llm_analyze
 from bcomc_dagster.artifacts import ArtifactStore
 from bcomc_dagster.config import CampaignConfig, parse_config
-from bcomc_dagster.datagen import coordinator, dataset
+from bcomc_dagster.datagen import coordinator, dataset, quality
+from bcomc_dagster.datagen.card import dataset_card
 from bcomc_dagster.datagen.extractive import ExtractiveWorker
+from bcomc_dagster.datagen.llm_worker import LLMWorker, synthesize
+from bcomc_dagster.datagen.snippets import service_title
 from bcomc_dagster.errors import BcomcError, PredecessorMissing, ServingError
-from bcomc_dagster.evals.judge import ReferenceJudge
+from bcomc_dagster.evals.judge import Judge, ReferenceJudge
+from bcomc_dagster.evals.llm_judge import LLMJudge
 from bcomc_dagster.evals.report import EvalReport
 from bcomc_dagster.evals.runner import run_suite
 from bcomc_dagster.evals.suite import Suite, load_suite
+from bcomc_dagster.llm import registry
+from bcomc_dagster.llm.client import LLMClient, ResponseCache, limiter_for
+from bcomc_dagster.llm.cost import Meter, price_of
 from bcomc_dagster.loop import Decision, decide
 from bcomc_dagster.serving import ollama, process
 from bcomc_dagster.serving.deployer import Deployer, Deployment, Live
@@ -40,9 +50,13 @@ ANALYSIS = "failure_analysis.json"
 GENERATED = "generated_examples.jsonl"
 GENERATION = "generation.json"
 DATASET = "training_dataset.jsonl"
+QUALITY = "dataset_quality.json"
+CARD = "dataset_card.md"
 CHECKPOINT = "checkpoint"
 DEPLOYMENT = "deployment.json"
 OUTCOME = "outcome.json"
+EFFECTIVENESS = "effectiveness.json"
+EFFECTIVENESS_MD = "effectiveness.md"
 FAILURE = "failure.json"
 
 
@@ -127,7 +141,29 @@ def history(store: ArtifactStore, campaign: str, upto: int) -> list[EvalReport]:
     return [*earlier, last]
 
 
-def _evaluate(cfg: CampaignConfig, dep: Deployment, log: Log) -> EvalReport:
+_caches: dict[Path, ResponseCache] = {}
+
+
+def llm_client(store: ArtifactStore, cfg: CampaignConfig, role: str, backend: str, model: str, meter: Meter) -> LLMClient:
+    """``role``'s model behind the response cache, the provider's rate limit, and the stage's meter."""
+    settings = cfg.llm.providers.get(backend, registry.ProviderSettings())
+    model_id = registry.resolve_model(backend, model, cfg.llm.aliases)
+    cache = None
+    if cfg.llm.cache:
+        cache = _caches.setdefault(store.root / "llm-cache", ResponseCache(store.root / "llm-cache"))
+    limiter = limiter_for(backend, settings.requests_per_minute) if settings.requests_per_minute else None
+    price = price_of([model, model_id], cfg.llm.prices)
+    return LLMClient(registry.create(backend, model_id, settings), role, meter, price, cache, limiter)
+
+
+def judge_of(store: ArtifactStore, cfg: CampaignConfig, meter: Meter) -> Judge:
+    if cfg.judge == "reference":
+        return ReferenceJudge()
+    client = llm_client(store, cfg, "judge", cfg.judge_backend, cfg.judge_model, meter)
+    return LLMJudge(client, domain=suite_of(cfg).domain or cfg.datagen.prompt_config.domain or "a software product")
+
+
+def _evaluate(store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteration: int, dep: Deployment, log: Log) -> EvalReport:
     suite = suite_of(cfg)
     step = max(1, len(suite.questions) // 4)
 
@@ -136,10 +172,15 @@ def _evaluate(cfg: CampaignConfig, dep: Deployment, log: Log) -> EvalReport:
             log(f"eval: {done}/{total} questions answered")
 
     key = (os.environ.get(dep.api_key_env) if dep.api_key_env else None) or "local"
-    return run_suite(
-        suite, dep.endpoint, dep.served_model, ReferenceJudge(), cfg.serving.eval_concurrency, api_key=key,
-        on_progress=progress,
-    )
+    meter = costs.meter(store, cfg, campaign, iteration, "eval")
+    try:
+        return run_suite(
+            suite, dep.endpoint, dep.served_model, judge_of(store, cfg, meter), cfg.serving.eval_concurrency,
+            api_key=key, on_progress=progress, held_out=suite.held_out(cfg.held_out_fraction, cfg.held_out_seed),
+            max_judge_error_rate=cfg.judge_max_error_rate,
+        )  # fmt: skip
+    finally:  # what was spent counts against the budget even when the eval failed
+        costs.write(store, campaign, iteration, meter.cost)
 
 
 # -- 01 EVALUATE ----------------------------------------------------------------------------------
@@ -148,7 +189,7 @@ def baseline(store: ArtifactStore, campaign: str, log: Log = _default_log) -> tu
     log(f"serving base model {cfg.model_name} on {cfg.model_backend}")
     dep = serve_base(store, cfg, campaign)
     store.write_json(campaign, 0, DEPLOYMENT, dep)
-    report = _evaluate(cfg, dep, log)
+    report = _evaluate(store, cfg, campaign, 0, dep, log)
     store.write_json(campaign, 0, REPORT, report)
     return report, dep
 
@@ -156,10 +197,17 @@ def baseline(store: ArtifactStore, campaign: str, log: Log = _default_log) -> tu
 # -- 02 ANALYZE -----------------------------------------------------------------------------------
 def analyze_failures(store: ArtifactStore, campaign: str, iteration: int) -> Analysis:
     cfg = load_campaign(store, campaign)
-    reports = history(store, campaign, iteration - 1)
-    analysis = analyze(
-        reports, cfg.datagen.examples_per_service, cfg.datagen.min_services, cfg.datagen.max_services
-    )
+    reports = [r.analyzed() for r in history(store, campaign, iteration - 1)]  # held-out answers stay unseen
+    d = cfg.datagen
+    if cfg.analyzer_backend == registry.EMBEDDED:
+        analysis = analyze(reports, d.examples_per_service, d.min_services, d.max_services)
+    else:
+        meter = costs.meter(store, cfg, campaign, iteration, "analyze")
+        try:
+            client = llm_client(store, cfg, "analyzer", cfg.analyzer_backend, cfg.analyzer_model, meter)
+            analysis = llm_analyze(client, reports, d.examples_per_service, d.min_services, d.max_services, cfg.analyzer_retries)
+        finally:
+            costs.write(store, campaign, iteration, meter.cost)
     store.write_json(campaign, iteration, ANALYSIS, analysis)
     return analysis
 
@@ -184,11 +232,26 @@ def generate_examples(
         if done % step == 0 or done == n:
             log(f"generate: {done}/{n} pairs")
 
-    result = coordinator.generate(
-        suite_of(cfg), analysis.datagen_services, analysis.datagen_count, ExtractiveWorker(), campaign, iteration,
-        already=already, max_retries=cfg.datagen.max_retries, concurrency=cfg.datagen.concurrency,
-        prompt_config=cfg.datagen.prompt_config.model_dump(), on_progress=progress,
-    )  # fmt: skip
+    d = cfg.datagen
+    meter = costs.meter(store, cfg, campaign, iteration, "generate")
+    try:
+        worker = (
+            ExtractiveWorker() if d.generator_backend == registry.EMBEDDED
+            else LLMWorker(llm_client(store, cfg, "generator", d.generator_backend, d.generator_model, meter))
+        )  # fmt: skip
+        result = coordinator.generate(
+            suite_of(cfg), analysis.datagen_services, analysis.datagen_count, worker, campaign, iteration,
+            already=already, max_retries=d.max_retries, concurrency=d.concurrency,
+            prompt_config=d.prompt_config.model_dump(), on_progress=progress,
+        )  # fmt: skip
+        if d.synthesizer and result.pairs:
+            synth = llm_client(store, cfg, "synthesizer", *d.synthesizer, meter)
+            s = synthesize(synth, result.pairs, d.prompt_config.model_dump(), d.synthesis_batch_size, d.concurrency)
+            log(f"synthesis: {s.rewritten}/{len(result.pairs)} pairs rewritten by {synth.label}"
+                + (f"; {len(s.failed_batches)} batches kept raw" if s.failed_batches else ""))  # fmt: skip
+            result = result.model_copy(update={"pairs": s.pairs, "synthesis": s.model_copy(update={"pairs": []}).model_dump()})
+    finally:
+        costs.write(store, campaign, iteration, meter.cost)
     dataset.write_jsonl(store.path(campaign, iteration, GENERATED), result.pairs)
     store.write_json(campaign, iteration, GENERATION, result.model_copy(update={"pairs": []}))
     return result
@@ -198,26 +261,43 @@ def generate_examples(
 class DatasetSummary(BaseModel):
     rows: int
     added: int
-    duplicates: int
+    dropped: dict[str, int]  # by reason: invalid, ungrounded, contaminated, duplicate, near_duplicate
     by_service: dict[str, int]
     path: str
+    card: str
+
+
+def eval_index(cfg: CampaignConfig) -> quality.EvalIndex:
+    """Every eval question, held out or not: no training question may resemble any of them."""
+    suite = suite_of(cfg)
+    q = cfg.quality
+    return quality.EvalIndex({x.id: x.question for x in suite.questions}, q.decontamination_ngram, q.decontamination_threshold)
 
 
 def build_dataset(store: ArtifactStore, campaign: str, iteration: int) -> DatasetSummary:
+    """Iteration i-1's rows plus this iteration's pairs that pass the quality filters."""
+    cfg = load_campaign(store, campaign)
+    suite = suite_of(cfg)
     previous = previous_dataset(store, campaign, iteration)
     new = dataset.read_jsonl(store.require(campaign, iteration, GENERATED, "the generated examples"))
-    rows, added, dupes = dataset.merge(previous, new)
+    names = {s: [service_title(s, doc)] for s, doc in suite.docs.items()}
+    result = quality.filter_pairs(new, previous, eval_index(cfg), cfg.quality, names)
+    rows = previous + result.kept
     path = store.path(campaign, iteration, DATASET)
     dataset.write_jsonl(path, rows)
+    store.write_json(campaign, iteration, QUALITY, {"dropped_by_reason": result.counts(), "dropped": [d.model_dump() for d in result.dropped]})
+    card = dataset_card(campaign, iteration, rows, result)
+    store.write_text(campaign, iteration, CARD, card)
     return DatasetSummary(
-        rows=len(rows), added=added, duplicates=dupes, by_service=dataset.rows_by_service(rows), path=str(path)
-    )
+        rows=len(rows), added=len(result.kept), dropped=result.counts(), by_service=dataset.rows_by_service(rows),
+        path=str(path), card=card,
+    )  # fmt: skip
 
 
 def contamination(store: ArtifactStore, campaign: str, iteration: int) -> list[dict]:
     cfg = load_campaign(store, campaign)
     rows = dataset.read_jsonl(store.require(campaign, iteration, DATASET, "the training dataset"))
-    return dataset.contaminated(rows, suite_of(cfg))
+    return quality.contaminated(rows, eval_index(cfg))
 
 
 # -- 04 FINE-TUNE ---------------------------------------------------------------------------------
@@ -288,7 +368,7 @@ def reevaluate(store: ArtifactStore, campaign: str, iteration: int, log: Log = _
         )
     previous = read_report(store, campaign, iteration - 1)
     try:
-        report = _evaluate(cfg, dep, log).with_previous(previous)
+        report = _evaluate(store, cfg, campaign, iteration, dep, log).with_previous(previous)
     except Exception as e:  # the new model may be at fault: put the previous one back, then report
         restored = None
         if cfg.serving.rollback_on_failure:
@@ -307,7 +387,7 @@ def reevaluate(store: ArtifactStore, campaign: str, iteration: int, log: Log = _
 # -- outcome --------------------------------------------------------------------------------------
 class Outcome(BaseModel):
     campaign: str
-    status: str  # target_reached / max_iterations_reached / waiting
+    status: str  # target_reached / max_iterations_reached / budget_exhausted / waiting
     iterations: int
     baseline_pass_rate: float
     final_pass_rate: float
@@ -320,6 +400,8 @@ class Outcome(BaseModel):
     live_model: str | None
     live_endpoint: str | None
     servers_stopped: bool
+    cost_usd: float = 0.0  # every model call of the campaign (generator, synthesizer, analyzer, judge)
+    stop_reason: str | None = None  # budget_exhausted: the spend and the estimate that stopped the loop
     finished_at: float
 
 
@@ -338,7 +420,7 @@ def conclude(store: ArtifactStore, campaign: str, log: Log = _default_log) -> Ou
     reports = {i: read_report(store, campaign, i) for i in range(last + 1) if store.path(campaign, i, REPORT).exists()}
     rates = {i: r.pass_rate for i, r in reports.items()}
     best = max(rates, key=lambda i: (rates[i], -i))
-    decision = decide(last, rates[last], cfg.target_pass_rate, cfg.max_iterations, cfg.auto_advance)
+    decision = next_decision(store, campaign, last, rates[last])
     dep = deployer(store, cfg, campaign)
     now = dep.live()
     final_iteration = now.iteration if now else last
@@ -361,12 +443,46 @@ def conclude(store: ArtifactStore, campaign: str, log: Log = _default_log) -> Ou
         baseline_pass_rate=rates.get(0, 0.0), final_pass_rate=rates[last], best_iteration=best,
         best_pass_rate=rates[best], pass_rates=rates, final_model=cfg.serving.final_model,
         final_iteration=final_iteration, final_model_error=final_error, live_model=now.model if now else None,
-        live_endpoint=now.endpoint if now else None, servers_stopped=stopped, finished_at=time.time(),
+        live_endpoint=now.endpoint if now else None, servers_stopped=stopped, cost_usd=costs.campaign_cost(store, campaign),
+        stop_reason=costs.over_budget(cfg, store, campaign) if decision is Decision.BUDGET_EXHAUSTED else None,
+        finished_at=time.time(),
     )  # fmt: skip
     store.write_json(campaign, None, OUTCOME, outcome)
     return outcome
 
 
-def next_decision(store: ArtifactStore, campaign: str, iteration: int, pass_rate: float) -> Decision:
+def campaign_effectiveness(store: ArtifactStore, campaign: str) -> Effectiveness:
+    """The effectiveness report over every iteration with an eval report; written beside the outcome."""
     cfg = load_campaign(store, campaign)
-    return decide(iteration, pass_rate, cfg.target_pass_rate, cfg.max_iterations, cfg.auto_advance)
+    last = latest_iteration(store, campaign)
+    reports = {i: read_report(store, campaign, i) for i in range(last + 1) if store.path(campaign, i, REPORT).exists()}
+    targeted = {
+        i: Analysis.model_validate(store.read_json(campaign, i, ANALYSIS, "the analysis")).datagen_services
+        for i in reports if i > 0 and store.path(campaign, i, ANALYSIS).exists()
+    }
+    added: dict[int, int] = {}
+    contaminated = None
+    if last > 0 and store.path(campaign, last, DATASET).exists():
+        rows = dataset.read_jsonl(store.path(campaign, last, DATASET))
+        for r in rows:
+            added[r.provenance.iteration] = added.get(r.provenance.iteration, 0) + 1
+        contaminated = len(quality.contaminated(rows, eval_index(cfg)))
+    dropped: dict[str, int] = {}
+    for i in range(1, last + 1):
+        if store.path(campaign, i, QUALITY).exists():
+            for reason, n in store.read_json(campaign, i, QUALITY, "the quality report")["dropped_by_reason"].items():
+                dropped[reason] = dropped.get(reason, 0) + n
+    eff = effectiveness(campaign, cfg.target_pass_rate, reports, targeted, added, contaminated, dropped)
+    store.write_json(campaign, None, EFFECTIVENESS, eff)
+    store.write_text(campaign, None, EFFECTIVENESS_MD, eff.markdown())
+    return eff
+
+
+def next_decision(
+    store: ArtifactStore, campaign: str, iteration: int, pass_rate: float, auto_advance: bool | None = None
+) -> Decision:
+    """The loop's rule after ``iteration``'s eval (auto_advance from the config unless given)."""
+    cfg = load_campaign(store, campaign)
+    auto = cfg.auto_advance if auto_advance is None else auto_advance
+    over = costs.over_budget(cfg, store, campaign) is not None
+    return decide(iteration, pass_rate, cfg.target_pass_rate, cfg.max_iterations, auto, over_budget=over)

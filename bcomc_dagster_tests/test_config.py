@@ -36,7 +36,18 @@ def test_defaults_are_the_plans():
         ({"model_backend": "vllm", "serving": {"mode": "restart", "base_url": "http://h:8000"}},
          r"serving.mode: 'restart' starts vLLM here; with serving.base_url use 'hot-swap'"),
         ({"serving": {"base_url": "http://h:8000"}}, r"serving.base_url: set model_backend to 'vllm' or 'ollama'"),
-        ({"datagen": {"generator_backend": "x"}}, r"datagen.generator_backend: unknown generator backend 'x'"),
+        ({"datagen": {"generator_backend": "x"}}, r"datagen.generator_backend: unknown backend 'x'; expected one of \['embedded', 'bedrock', 'anthropic', 'openai'\]"),
+        ({"datagen": {"generator_backend": "bedrock"}}, r"datagen.generator_model: name a model of the 'bedrock' backend"),
+        ({"datagen": {"generator_model": "claude-3-5-haiku"}}, r"datagen.generator_model: the embedded backend has one generator"),
+        ({"datagen": {"generator_backend": "openai", "generator_model": "m", "synthesizer_enabled": True}},
+         r"datagen.synthesizer_model: required when synthesizer_enabled"),
+        ({"analyzer_backend": "anthropic"}, r"analyzer_model: required with analyzer_backend 'anthropic'"),
+        ({"judge": "llm", "judge_model": "m"}, r"judge_backend, judge_model: the 'llm' judge needs a backend"),
+        ({"judge": "gpt"}, r"judge: unknown judge 'gpt'; expected one of \['reference', 'llm'\]"),
+        ({"llm": {"providers": {"azure": {}}}}, r"llm.providers: unknown backend 'azure'"),
+        ({"llm": {"providers": {"openai": {"base_url": "localhost:8000"}}}}, r"llm.providers.openai.base_url: expected an http"),
+        ({"llm": {"prices": {"m": {"input": -1, "output": 1}}}}, r"llm.prices.m.input: Input should be greater than or equal to 0"),
+        ({"budget_usd": 0}, r"budget_usd: Input should be greater than 0"),
         ({"finetune": {"rank": 12}}, r"finetune.rank: expected one of \[1, 8, 16"),
         ({"model_name": "org/some-model"}, r"model_name: expected 'bcomc-tiny' or a local model folder"),
     ],
@@ -44,6 +55,19 @@ def test_defaults_are_the_plans():
 def test_bad_configs_name_the_field(data, expected):
     with pytest.raises(InputError, match=expected):
         parse_config(data)
+
+
+def test_llm_roles_config():
+    cfg = parse_config({
+        "datagen": {"generator_backend": "bedrock", "generator_model": "claude-3-5-haiku", "synthesizer_enabled": True,
+                    "synthesizer_model": "claude-3-5-sonnet"},
+        "analyzer_backend": "anthropic", "analyzer_model": "claude-3-5-sonnet",
+        "judge": "llm", "judge_backend": "openai", "judge_model": "qwen2.5:7b", "budget_usd": 2.5,
+        "llm": {"providers": {"openai": {"base_url": "http://127.0.0.1:11434/v1", "requests_per_minute": 120}},
+                "aliases": {"fast": {"bedrock": "us.anthropic.claude-3-5-haiku-20241022-v1:0"}}},
+    })  # fmt: skip
+    assert cfg.datagen.synthesizer == ("bedrock", "claude-3-5-sonnet")
+    assert cfg.llm.providers["openai"].requests_per_minute == 120 and cfg.llm.providers["openai"].max_retries == 4
 
 
 def test_not_json(tmp_path):

@@ -69,22 +69,6 @@ def _pair(q, a="A.", it=1):
     return QAPair(service="s", question=q, answer=a, provenance=Provenance(campaign="c", iteration=it, model="m", snippet="x"))
 
 
-def test_merge_is_idempotent_and_drops_duplicates():
-    prev = [_pair("What is x?"), _pair("What is y?")]
-    new = [_pair("what is X"), _pair("What is z?", it=2)]  # the first is the same question, normalised
-    rows, added, dupes = dataset.merge(prev, new)
-    assert (len(rows), added, dupes) == (3, 1, 1)
-    again, added2, _ = dataset.merge(prev, new)  # running the iteration again gives the same rows
-    assert [r.id for r in again] == [r.id for r in rows] and added2 == 1
-
-
-def test_contamination_finds_eval_questions(suite):
-    q = suite.questions[0].question
-    rows = [_pair(q.upper() + "  "), _pair("Something else?")]
-    hits = dataset.contaminated(rows, suite)
-    assert [h["eval_question"] for h in hits] == [suite.questions[0].id]
-
-
 def test_jsonl_roundtrip_and_bad_row(tmp_path):
     path = tmp_path / "d.jsonl"
     dataset.write_jsonl(path, [_pair("What is x?")])

@@ -28,7 +28,8 @@ def test_finetune_writes_adapter_merged_and_manifest(tiny_base, tmp_path):
     assert m.loss_curve[-1][1] < m.loss_curve[0][1]  # it learned something
     assert m.merged_fingerprint != m.base_fingerprint == weights_fingerprint(tiny_base)
     with safe_open(out / "adapter" / "adapter_model.safetensors", "pt") as f:
-        assert any("lora_A" in k for k in f.keys()) and not any("embed_tokens" in k for k in f.keys())
+        names = list(f.keys())
+        assert any("lora_A" in k for k in names) and not any("embed_tokens" in k for k in names)
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no half-written folder left
 
 

@@ -19,6 +19,8 @@ class Analysis(BaseModel):
     suggested_actions: list[str]
     trend_analysis: dict[str, str]
     analyzer: str = "embedded"
+    attempts: int = 1  # calls the analyzer model needed for a valid answer
+    fallback_reason: str | None = None  # why the deterministic analyzer took over from the model
 
 
 def trend(history: list[EvalReport], service: str) -> str:

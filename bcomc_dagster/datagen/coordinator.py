@@ -17,6 +17,8 @@ from pydantic import BaseModel
 from bcomc_dagster.datagen.schema import Provenance, QAPair
 from bcomc_dagster.datagen.snippets import Snippet, extract_snippets
 from bcomc_dagster.evals.suite import Suite
+from bcomc_dagster.llm.base import PermanentLLMError
+from bcomc_dagster.llm.cost import BudgetExceeded
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class GenerationResult(BaseModel):
     produced: dict[str, int]
     skipped_services: dict[str, str]  # service -> why
     attempts: dict[str, int]
+    synthesis: dict | None = None  # the synthesis pass: batches, rewritten, failed_batches
 
 
 def plan_requests(suite: Suite, service: str, count: int, already: int) -> list[PairRequest]:
@@ -90,6 +93,8 @@ def generate(
                 campaign=campaign, iteration=iteration, model=worker.name, attempt=attempt, snippet=req.snippet.text
             )
             return service, idx, QAPair(service=service, question=question, answer=answer, provenance=prov), None
+        except (PermanentLLMError, BudgetExceeded):
+            raise  # will not heal by retrying: fail the stage at once
         except Exception as e:  # noqa: BLE001 - a worker's failure is recorded per service, not swallowed
             return service, idx, None, f"{type(e).__name__}: {e}"
 

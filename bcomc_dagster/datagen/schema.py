@@ -17,6 +17,7 @@ class Provenance(BaseModel):
     model: str = Field(description="Generator that wrote the pair.")
     attempt: int = 1
     snippet: str = Field(description="The documentation line the pair is grounded in.")
+    synthesizer: str | None = Field(None, description="Model of the synthesis pass that rewrote the pair, if any.")
 
 
 class QAPair(BaseModel):

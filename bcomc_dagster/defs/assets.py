@@ -5,7 +5,7 @@ import time
 import dagster as dg
 
 from bcomc_dagster import stages
-from bcomc_dagster.defs.metadata import report_metadata
+from bcomc_dagster.defs.metadata import cost_metadata, report_metadata
 from bcomc_dagster.defs.partitions import campaign_iterations, campaigns, keys
 from bcomc_dagster.defs.resources import ArtifactStoreResource
 
@@ -31,10 +31,12 @@ def campaign_config(context: dg.AssetExecutionContext, artifacts: ArtifactStoreR
 @dg.asset(partitions_def=campaigns, group_name="campaign", deps=[campaign_config], kinds={"pandas"})
 def baseline_eval(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """01 EVALUATE: the base model on its own endpoint, once per campaign."""
-    report, dep = stages.baseline(artifacts.store(), context.partition_key, context.log.info)
+    store = artifacts.store()
+    report, dep = stages.baseline(store, context.partition_key, context.log.info)
     context.log.info(f"baseline pass rate {report.pass_rate:.1f}%")
     return dg.MaterializeResult(
-        metadata={**report_metadata(report), "iteration": 0, "server_ready_s": dep.ready_seconds}
+        metadata={**report_metadata(report), "iteration": 0, "server_ready_s": dep.ready_seconds,
+                  **cost_metadata(store, context.partition_key, 0, "eval")}  # fmt: skip
     )
 
 
@@ -42,8 +44,11 @@ def baseline_eval(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRes
 def failure_analysis(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """02 ANALYZE: the weakest services of the previous eval report and a generation plan."""
     campaign, i = keys(context)
-    a = stages.analyze_failures(artifacts.store(), campaign, i)
+    store = artifacts.store()
+    a = stages.analyze_failures(store, campaign, i)
     context.log.info(a.summary)
+    if a.fallback_reason:
+        context.log.warning(f"the analyzer model gave no valid analysis; the deterministic analyzer took over: {a.fallback_reason}")
     return dg.MaterializeResult(
         metadata={
             "summary": a.summary,
@@ -52,6 +57,9 @@ def failure_analysis(context: dg.AssetExecutionContext, artifacts: ArtifactStore
             "datagen_count": a.datagen_count,
             "trend_analysis": dg.MetadataValue.json(a.trend_analysis),
             "analyzer": a.analyzer,
+            "analyzer_attempts": a.attempts,
+            **({"fallback_reason": a.fallback_reason} if a.fallback_reason else {}),
+            **cost_metadata(store, campaign, i, "analyze"),
         }
     )
 
@@ -61,7 +69,10 @@ def generated_examples(context: dg.AssetExecutionContext, artifacts: ArtifactSto
     """03 GENERATE: grounded Q&A pairs for the targeted services, one worker call per pair."""
     campaign, i = keys(context)
     t0 = time.monotonic()
-    r = stages.generate_examples(artifacts.store(), campaign, i, context.log.info)
+    store = artifacts.store()
+    r = stages.generate_examples(store, campaign, i, context.log.info)
+    if r.skipped_services:
+        context.log.warning(f"skipped services: {r.skipped_services}")
     return dg.MaterializeResult(
         metadata={
             "pairs": len(r.pairs),
@@ -69,21 +80,26 @@ def generated_examples(context: dg.AssetExecutionContext, artifacts: ArtifactSto
             "skipped_services": dg.MetadataValue.json(r.skipped_services),
             "attempts": dg.MetadataValue.json(r.attempts),
             "elapsed_s": dg.MetadataValue.float(round(time.monotonic() - t0, 2)),
+            **({"synthesis": dg.MetadataValue.json(r.synthesis)} if r.synthesis else {}),
+            **cost_metadata(store, campaign, i, "generate"),
         }
     )
 
 
 @dg.asset(**ITER, deps=[generated_examples], kinds={"json"})
 def training_dataset(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
-    """The cumulative dataset: the previous iteration's rows plus this iteration's new pairs."""
+    """The cumulative dataset: the previous iteration's rows plus this iteration's pairs that pass validation,
+    grounding, decontamination and dedup (drops counted by reason; a dataset card per partition)."""
     campaign, i = keys(context)
     s = stages.build_dataset(artifacts.store(), campaign, i)
+    context.log.info(f"dataset: {s.added} pairs added, {s.rows} rows; dropped {s.dropped}")
     return dg.MaterializeResult(
         metadata={
             "rows_total": s.rows,
             "rows_added": s.added,
-            "duplicates_dropped": s.duplicates,
+            "dropped_by_reason": dg.MetadataValue.json(s.dropped),
             "rows_by_service": dg.MetadataValue.json(s.by_service),
+            "dataset_card": dg.MetadataValue.md(s.card),
             "path": dg.MetadataValue.path(s.path),
         }
     )
@@ -134,17 +150,25 @@ def deployment(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResour
 def eval_report(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """06 RE-EVAL: the same suite against the live deployment; delta vs the previous iteration."""
     campaign, i = keys(context)
-    r = stages.reevaluate(artifacts.store(), campaign, i, context.log.info)
+    store = artifacts.store()
+    r = stages.reevaluate(store, campaign, i, context.log.info)
     context.log.info(f"iteration {i}: pass rate {r.pass_rate:.1f}% (delta {r.improvement_delta:+.1f})")
-    return dg.MaterializeResult(metadata={**report_metadata(r), "iteration": i})
+    return dg.MaterializeResult(metadata={**report_metadata(r), "iteration": i, **cost_metadata(store, campaign, i, "eval")})
 
 
 @dg.asset(partitions_def=campaigns, group_name="campaign", deps=[eval_report])
 def campaign_outcome(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """How the campaign ended: target reached or max iterations; the best iteration; what is left live."""
-    o = stages.conclude(artifacts.store(), context.partition_key, context.log.info)
+    store = artifacts.store()
+    o = stages.conclude(store, context.partition_key, context.log.info)
+    eff = stages.campaign_effectiveness(store, context.partition_key)
     return dg.MaterializeResult(
         metadata={
+            "effectiveness": dg.MetadataValue.md(eff.markdown()),
+            "iterations_to_target": eff.iterations_to_target if eff.iterations_to_target is not None else "not reached",
+            "regressions": len(eff.regressions),
+            "contaminated_pairs": eff.contaminated_pairs if eff.contaminated_pairs is not None else 0,
+            "dropped_by_reason": dg.MetadataValue.json(eff.dropped_by_reason),
             "status": o.status,
             "iterations": o.iterations,
             "baseline_pass_rate": dg.MetadataValue.float(o.baseline_pass_rate),
@@ -154,6 +178,8 @@ def campaign_outcome(context: dg.AssetExecutionContext, artifacts: ArtifactStore
             "final_model": f"{o.final_model} (iteration {o.final_iteration})",
             "live_model": o.live_model or "",
             "servers_stopped": o.servers_stopped,
+            "campaign_cost_usd": dg.MetadataValue.float(o.cost_usd),
+            **({"stop_reason": o.stop_reason} if o.stop_reason else {}),
             **({"final_model_error": o.final_model_error} if o.final_model_error else {}),
         }
     )

@@ -10,10 +10,11 @@ from bcomc_dagster.defs.resources import ArtifactStoreResource
 def no_eval_questions_in_training_data(
     context: dg.AssetCheckExecutionContext, artifacts: ArtifactStoreResource
 ) -> dg.AssetCheckResult:
-    """Fails the iteration if any eval question (normalised) appears in the training data."""
+    """Fails the iteration if any training question resembles an eval question (word n-gram overlap at or
+    above quality.decontamination_threshold); names the offending pairs."""
     campaign, i = keys(context)
     hits = stages.contamination(artifacts.store(), campaign, i)
     return dg.AssetCheckResult(
         passed=not hits,
-        metadata={"contaminated_pairs": len(hits), "examples": dg.MetadataValue.json(hits[:20])},
+        metadata={"contaminated_pairs": len(hits), "offending_pairs": dg.MetadataValue.json(hits[:50])},
     )

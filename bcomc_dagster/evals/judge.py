@@ -14,6 +14,7 @@ from bcomc_dagster.evals.suite import Question
 class Verdict:
     passed: bool
     reason: str
+    error: bool = False  # the judge could not grade: counted apart, neither a pass nor a fail
 
 
 class Judge(Protocol):

@@ -10,10 +10,12 @@ from pydantic import BaseModel
 class ServiceResult(BaseModel):
     passed: int
     total: int
+    errors: int = 0  # answers the judge could not grade: in neither passed nor the denominator
 
     @property
     def pass_rate(self) -> float:
-        return round(100.0 * self.passed / self.total, 2) if self.total else 0.0
+        graded = self.total - self.errors
+        return round(100.0 * self.passed / graded, 2) if graded else 0.0
 
 
 class Answer(BaseModel):
@@ -24,6 +26,8 @@ class Answer(BaseModel):
     answer: str
     passed: bool
     reason: str
+    held_out: bool = False  # measured only: never shown to the analyzer
+    judge_error: bool = False  # the judge gave no valid verdict
 
 
 class EvalReport(BaseModel):
@@ -32,13 +36,38 @@ class EvalReport(BaseModel):
     model: str
     endpoint: str
     judge: str
-    pass_rate: float  # percent, 0-100, like target_pass_rate
+    pass_rate: float  # percent, 0-100, like target_pass_rate; over the answers the judge graded
     results_by_service: dict[str, ServiceResult]
     failures: list[Answer]
     answers: list[Answer]
     improvement_delta: float | None = None  # pass_rate minus the previous iteration's
     service_deltas: dict[str, float] = {}
     seconds: float = 0.0
+    pass_rate_analyzed: float | None = None  # with a held-out split: the part the analyzer sees
+    pass_rate_held_out: float | None = None  # ... and the part it never sees
+    judge_errors: int = 0
+
+    @classmethod
+    def build(cls, answers: list[Answer], **fields) -> EvalReport:
+        rate, by_service = summarise(answers)
+        held = [a for a in answers if a.held_out]
+        split = {}
+        if held:
+            split = {"pass_rate_analyzed": summarise([a for a in answers if not a.held_out])[0],
+                     "pass_rate_held_out": summarise(held)[0]}  # fmt: skip
+        return cls(pass_rate=rate, results_by_service=by_service, failures=failed(answers), answers=answers,
+                   judge_errors=sum(a.judge_error for a in answers), **split, **fields)  # fmt: skip
+
+    def analyzed(self) -> EvalReport:
+        """The report restricted to the questions the analyzer may see (all of them without a split)."""
+        if self.pass_rate_held_out is None:
+            return self
+        seen = [a for a in self.answers if not a.held_out]
+        rate, by_service = summarise(seen)
+        return self.model_copy(update={
+            "pass_rate": rate, "results_by_service": by_service, "answers": seen,
+            "failures": failed(seen), "pass_rate_held_out": None,
+        })  # fmt: skip
 
     def table(self) -> pd.DataFrame:
         rows = [
@@ -62,12 +91,18 @@ class EvalReport(BaseModel):
         )
 
 
+def failed(answers: list[Answer]) -> list[Answer]:
+    return [a for a in answers if not a.passed and not a.judge_error]
+
+
 def summarise(answers: list[Answer]) -> tuple[float, dict[str, ServiceResult]]:
+    """The pass rate over graded answers (judge errors left out) and the per-service results."""
     by_service: dict[str, ServiceResult] = {}
     for a in answers:
         r = by_service.setdefault(a.service, ServiceResult(passed=0, total=0))
         r.total += 1
         r.passed += int(a.passed)
-    total = len(answers)
-    rate = round(100.0 * sum(a.passed for a in answers) / total, 2) if total else 0.0
+        r.errors += int(a.judge_error)
+    graded = sum(not a.judge_error for a in answers)
+    rate = round(100.0 * sum(a.passed for a in answers) / graded, 2) if graded else 0.0
     return rate, by_service

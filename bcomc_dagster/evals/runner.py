@@ -9,10 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from openai import OpenAI, OpenAIError
 
-from bcomc_dagster.errors import ServingError
+from bcomc_dagster.errors import BcomcError, ServingError
 from bcomc_dagster.evals.judge import Judge
-from bcomc_dagster.evals.report import Answer, EvalReport, summarise
+from bcomc_dagster.evals.report import Answer, EvalReport
 from bcomc_dagster.evals.suite import Question, Suite
+
+
+class EvalIncomplete(BcomcError):
+    """Too many answers went ungraded: a partial report is not passed off as whole."""
 
 
 def run_suite(
@@ -24,8 +28,11 @@ def run_suite(
     max_tokens: int = 48,
     api_key: str = "local",
     on_progress: Callable[[int, int], None] | None = None,
+    held_out: frozenset[str] = frozenset(),
+    max_judge_error_rate: float = 0.05,
 ) -> EvalReport:
-    """Ask every question (temperature 0) and grade every answer; any unanswered question fails the run."""
+    """Ask every question (temperature 0) and grade every answer; any unanswered question fails the run,
+    and so do judge errors (verdicts that never came) above ``max_judge_error_rate`` of the questions."""
     client = OpenAI(base_url=endpoint, api_key=api_key, max_retries=3, timeout=120)
     started = time.monotonic()
     done = 0
@@ -48,21 +55,19 @@ def run_suite(
             on_progress(done, len(suite.questions))
         return Answer(
             id=q.id, service=q.service, question=q.question, reference=q.reference,
-            answer=text, passed=verdict.passed, reason=verdict.reason,
+            answer=text, passed=verdict.passed, reason=verdict.reason, held_out=q.id in held_out,
+            judge_error=verdict.error,
         )  # fmt: skip
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         answers = list(pool.map(ask, suite.questions))
-    rate, by_service = summarise(answers)
-    return EvalReport(
-        run_id=uuid.uuid4().hex[:12],
-        suite=suite.name,
-        model=model,
-        endpoint=endpoint,
-        judge=judge.name,
-        pass_rate=rate,
-        results_by_service=by_service,
-        failures=[a for a in answers if not a.passed],
-        answers=answers,
+    errors = [a for a in answers if a.judge_error]
+    if len(errors) > max_judge_error_rate * len(answers):
+        raise EvalIncomplete(
+            f"judge {judge.name}: no verdict for {len(errors)} of {len(answers)} answers (allowed: "
+            f"{max_judge_error_rate:.0%}); first: {errors[0].id}: {errors[0].reason}"
+        )
+    return EvalReport.build(
+        answers, run_id=uuid.uuid4().hex[:12], suite=suite.name, model=model, endpoint=endpoint, judge=judge.name,
         seconds=round(time.monotonic() - started, 2),
     )

@@ -11,6 +11,7 @@ Built-in suites live in ``bcomc_dagster/suites``; any other folder can be named 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
@@ -52,6 +53,18 @@ class Suite(BaseModel):
     @property
     def services(self) -> list[str]:
         return sorted(self.docs)
+
+    def held_out(self, fraction: float, seed: int = 0) -> frozenset[str]:
+        """Ids of the questions kept from the analyzer: ``fraction`` of each service's questions (at least
+        one where the fraction is above 0 and the service has two or more), chosen by a seeded hash."""
+        if fraction <= 0:
+            return frozenset()
+        out: set[str] = set()
+        for qs in self.by_service.values():
+            k = min(len(qs) - 1, max(1, round(fraction * len(qs))))
+            ranked = sorted(qs, key=lambda q: hashlib.sha256(f"{seed}:{q.id}".encode()).hexdigest())
+            out.update(q.id for q in ranked[:k])
+        return frozenset(out)
 
     @cached_property
     def by_service(self) -> dict[str, list[Question]]:

@@ -9,7 +9,7 @@ models it created, except the one left live.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import time
 from pathlib import Path
 
@@ -166,10 +166,8 @@ class OllamaDeployer:
         return {m["name"] for m in r.json().get("models", [])} if r.status_code == 200 else set()
 
     def _delete(self, name: str) -> None:
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # best effort: a model left behind costs disk, not correctness
             self.http.request("DELETE", "/api/delete", json={"model": name})
-        except httpx.HTTPError:
-            pass  # best effort: a model left behind costs disk, not correctness
 
     def _answers(self, name: str) -> list[str]:
         out = []

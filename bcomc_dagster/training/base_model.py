@@ -93,7 +93,7 @@ def build_tokenizer(spec: BaseModelSpec):
 def build_base_model(spec: BaseModelSpec | None = None, cache_dir: Path | None = None) -> Path:
     """Return the folder of the embedded base model, building it on first use (atomic rename)."""
     spec = spec or BaseModelSpec()
-    cache_dir = Path(cache_dir or default_cache_dir())
+    cache_dir = Path(cache_dir or default_cache_dir()).resolve()  # servers take relative paths for hub ids
     target = cache_dir / f"{EMBEDDED_MODEL}-{spec_fingerprint(spec)}"
     if (target / "config.json").is_file():
         return target

@@ -68,7 +68,7 @@ class FakeOllama:
 
             model = AutoModelForCausalLM.from_pretrained(folder).eval()
             tok = AutoTokenizer.from_pretrained(folder)
-        except Exception as e:  # what Ollama answers when it cannot convert the files
+        except Exception as e:  # noqa: BLE001 - what Ollama answers when it cannot convert the files
             return JSONResponse({"error": f"unsupported model: {e}"[:300]}, status_code=400)
         with self.lock:
             self.models[name] = (model, tok, folder)

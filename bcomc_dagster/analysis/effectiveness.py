@@ -1,0 +1,143 @@
+"""Did the loop work? Pass rate per service per iteration, gains on the services each iteration targeted
+vs the rest, regressions, iterations to target, and training pairs per point of pass rate gained."""
+
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+from pydantic import BaseModel
+
+from bcomc_dagster.evals.report import EvalReport
+
+
+class IterationGain(BaseModel):
+    iteration: int
+    pass_rate: float
+    delta: float
+    targeted: list[str]
+    targeted_gain: float | None  # mean change of the targeted services' pass rates vs the previous iteration
+    untargeted_gain: float | None
+    pairs_added: int
+    pass_rate_analyzed: float | None = None
+    pass_rate_held_out: float | None = None
+
+
+class Regression(BaseModel):
+    iteration: int
+    service: str
+    before: float
+    after: float
+
+
+class Effectiveness(BaseModel):
+    campaign: str
+    target: float
+    baseline_pass_rate: float
+    final_pass_rate: float
+    iterations_to_target: int | None
+    per_service: dict[str, dict[int, float]]  # service -> iteration -> pass rate
+    iterations: list[IterationGain]
+    regressions: list[Regression]
+    ever_targeted_gain: float | None  # baseline -> last, services targeted at least once
+    never_targeted_gain: float | None
+    pairs_total: int
+    pairs_per_point: float | None  # training pairs per percentage point gained since the baseline
+    contaminated_pairs: int | None = None  # training pairs of the last dataset that resemble an eval question
+    dropped_by_reason: dict[str, int] = {}  # generated pairs the quality filters dropped, all iterations
+
+    def service_table(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.per_service).T.sort_index()
+        df.columns = [f"it{c}" for c in df.columns]
+        return df
+
+    def markdown(self) -> str:
+        gains = pd.DataFrame(
+            [{"iteration": g.iteration, "pass rate": g.pass_rate, "delta": g.delta,
+              "targeted": ", ".join(g.targeted), "targeted gain": g.targeted_gain,
+              "untargeted gain": g.untargeted_gain, "pairs added": g.pairs_added,
+              **({"analyzed": g.pass_rate_analyzed, "held out": g.pass_rate_held_out}
+                 if g.pass_rate_held_out is not None else {})}
+             for g in self.iterations]
+        )  # fmt: skip
+        reached = f"iteration {self.iterations_to_target}" if self.iterations_to_target is not None else "not reached"
+        lines = [
+            f"# Loop effectiveness — campaign `{self.campaign}`",
+            "",
+            f"Pass rate {self.baseline_pass_rate:.1f}% → {self.final_pass_rate:.1f}%; target {self.target:g}%: {reached}.",
+            f"Services ever targeted gained {_pts(self.ever_targeted_gain)} on average; never targeted: "
+            f"{_pts(self.never_targeted_gain)}. {self.pairs_total} training pairs, "
+            + (f"{self.pairs_per_point:.1f} per point gained." if self.pairs_per_point else "no gain to divide by."),
+            *(
+                [f"Contamination: {self.contaminated_pairs} training pairs resemble an eval question."]
+                if self.contaminated_pairs is not None else []
+            ),
+            *(
+                ["Dropped by the quality filters: "
+                 + (", ".join(f"{k} {v}" for k, v in self.dropped_by_reason.items() if v) or "none") + "."]
+                if self.dropped_by_reason else []
+            ),
+            "",
+            "## Iterations",
+            "",
+            gains.to_markdown(index=False, floatfmt=".1f") if len(gains) else "(baseline only)",
+            "",
+            "## Pass rate per service",
+            "",
+            self.service_table().to_markdown(floatfmt=".1f"),
+            "",
+            "## Regressions",
+            "",
+        ]
+        lines += [f"- iteration {r.iteration}: **{r.service}** {r.before:.1f}% → {r.after:.1f}%" for r in self.regressions] or ["none"]
+        return "\n".join(lines) + "\n"
+
+
+def _pts(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.1f} points"
+
+
+def _mean(xs: list[float]) -> float | None:
+    return round(sum(xs) / len(xs), 2) if xs else None
+
+
+def effectiveness(
+    campaign: str,
+    target: float,
+    reports: dict[int, EvalReport],
+    targeted: dict[int, list[str]],
+    pairs_added: dict[int, int],
+    contaminated_pairs: int | None = None,
+    dropped_by_reason: dict[str, int] | None = None,
+) -> Effectiveness:
+    """``reports`` by iteration (0 = baseline); ``targeted[i]``: the services iteration i generated for."""
+    its = sorted(reports)
+    rates = {i: {s: r.pass_rate for s, r in reports[i].results_by_service.items()} for i in its}
+    services = sorted({s for i in its for s in rates[i]})
+    gains, regressions = [], []
+    for prev, i in itertools.pairwise(its):
+        deltas = {s: rates[i][s] - rates[prev][s] for s in services if s in rates[i] and s in rates[prev]}
+        tgt = targeted.get(i, [])
+        gains.append(IterationGain(
+            iteration=i, pass_rate=reports[i].pass_rate, delta=round(reports[i].pass_rate - reports[prev].pass_rate, 2),
+            targeted=tgt, targeted_gain=_mean([d for s, d in deltas.items() if s in tgt]),
+            untargeted_gain=_mean([d for s, d in deltas.items() if s not in tgt]), pairs_added=pairs_added.get(i, 0),
+            pass_rate_analyzed=reports[i].pass_rate_analyzed, pass_rate_held_out=reports[i].pass_rate_held_out,
+        ))  # fmt: skip
+        regressions += [Regression(iteration=i, service=s, before=rates[prev][s], after=rates[i][s]) for s, d in deltas.items() if d < 0]
+    first, last = its[0], its[-1]
+    ever = {s for i in its for s in targeted.get(i, [])}
+    total_gain = {s: rates[last][s] - rates[first][s] for s in services if s in rates[last] and s in rates[first]}
+    reached = [i for i in its if reports[i].pass_rate >= target]
+    pairs = sum(pairs_added.values())
+    gained = reports[last].pass_rate - reports[first].pass_rate
+    return Effectiveness(
+        campaign=campaign, target=target, baseline_pass_rate=reports[first].pass_rate,
+        final_pass_rate=reports[last].pass_rate, iterations_to_target=reached[0] if reached else None,
+        per_service={s: {i: rates[i][s] for i in its if s in rates[i]} for s in services},
+        iterations=gains, regressions=regressions,
+        ever_targeted_gain=_mean([d for s, d in total_gain.items() if s in ever]),
+        never_targeted_gain=_mean([d for s, d in total_gain.items() if s not in ever]),
+        pairs_total=pairs, pairs_per_point=round(pairs / gained, 2) if gained > 0 else None,
+        contaminated_pairs=contaminated_pairs, dropped_by_reason=dropped_by_reason or {},
+    )  # fmt: skip

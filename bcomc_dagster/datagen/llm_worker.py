@@ -1,0 +1,137 @@
+"""Generation on a chat model: one call per pair, each given one documentation snippet; and the optional
+synthesis pass, in which a stronger model rewrites batches of raw pairs without adding facts.
+
+``prompt_config`` (domain, persona, doc_label) shapes both prompts.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from pydantic import BaseModel, Field
+
+from bcomc_dagster.datagen.schema import QAPair
+from bcomc_dagster.datagen.snippets import Snippet
+from bcomc_dagster.llm.base import ChatRequest, LLMError, Message, PermanentLLMError
+from bcomc_dagster.llm.client import LLMClient
+from bcomc_dagster.llm.cost import BudgetExceeded
+from bcomc_dagster.llm.structured import ask_structured, schema_of
+
+# one style per variant, so that each call for the same snippet asks for another kind of question
+STYLES = (
+    "a direct question",
+    "a question as someone would type it in a hurry",
+    "a question that mentions the task they are doing",
+    "a question that asks to confirm the value",
+    "a question phrased as a request",
+    "a question that names the documentation",
+    "a question from someone new to the service",
+    "a question while troubleshooting",
+)
+
+
+class PairOut(BaseModel):
+    question: str = Field(min_length=10, max_length=500, description="The question, as the persona would ask it.")
+    answer: str = Field(min_length=1, max_length=1000, description="One sentence that names the service and states the fact.")
+
+
+class BatchOut(BaseModel):
+    pairs: list[PairOut] = Field(description="The rewritten pairs, as many as given and in the same order.")
+
+
+PAIR = schema_of(PairOut, "qa_pair", "Record one question-and-answer pair grounded in the snippet.")
+BATCH = schema_of(BatchOut, "qa_pairs", "Record the rewritten question-and-answer pairs, in the given order.")
+
+
+def _context(prompt_config: dict | None) -> tuple[str, str, str]:
+    pc = prompt_config or {}
+    return pc.get("domain") or "a software product", pc.get("persona") or "a user", pc.get("doc_label") or "documentation"
+
+
+def pair_request(snippet: Snippet, variant: int, prompt_config: dict | None = None, temperature: float = 0.7) -> ChatRequest:
+    """The generator's prompt for one pair: one snippet, one style of question per variant."""
+    domain, persona, label = _context(prompt_config)
+    system = (
+        f"You write training data for an assistant that answers questions about {domain}. "
+        f"Write one question that {persona} would ask, and its answer, using only the {label} snippet given. "
+        "The answer must be fully supported by the snippet: no fact, number or name that the snippet does not "
+        "state. Answer in one sentence that names the service."
+    )
+    user = (
+        f"Service: {snippet.title}\n{label.capitalize()} snippet: {snippet.text}\n"
+        f"Write {STYLES[variant % len(STYLES)]} (variation {variant + 1})."
+    )
+    return ChatRequest(system=system, messages=[Message(role="user", content=user)], max_tokens=300,
+                       temperature=temperature, schema=PAIR)  # fmt: skip
+
+
+class LLMWorker:
+    """A generator worker on a chat model: one call, one pair, one snippet."""
+
+    def __init__(self, client: LLMClient, temperature: float = 0.7):
+        self.client, self.temperature = client, temperature
+        self.name = client.label
+
+    def generate(self, snippet: Snippet, variant: int, prompt_config: dict | None = None) -> tuple[str, str]:
+        req = pair_request(snippet, variant, prompt_config, self.temperature)
+        pair, _ = ask_structured(self.client, req, PairOut.model_validate, retries=1)
+        return pair.question.strip(), pair.answer.strip()
+
+
+class SynthesisResult(BaseModel):
+    pairs: list[QAPair]
+    batches: int
+    rewritten: int
+    failed_batches: dict[int, str]  # batch index -> why its raw pairs were kept
+
+
+def synthesize(
+    client: LLMClient, pairs: list[QAPair], prompt_config: dict | None = None, batch_size: int = 10, concurrency: int = 4
+) -> SynthesisResult:
+    """Rewrite pairs in batches for clarity and variety; a batch whose answer stays invalid keeps its raw
+    pairs (and is reported). Facts stay those of each pair's snippet: the quality filters check it again."""
+    domain, persona, label = _context(prompt_config)
+    system = (
+        f"You improve training data for an assistant about {domain}. Rewrite each question so that it reads as "
+        f"{persona} would ask it, and each answer as one clear sentence. Keep every fact exactly as its {label} "
+        "snippet states it; add nothing. Return as many pairs as given, in the same order."
+    )
+    batches = [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
+
+    def one(batch: list[QAPair]) -> list[QAPair] | str:
+        lines = "\n".join(
+            f"{k + 1}. snippet: {p.provenance.snippet}\n   question: {p.question}\n   answer: {p.answer}" for k, p in enumerate(batch)
+        )
+
+        def parse(data: dict) -> list[PairOut]:
+            out = BatchOut.model_validate(data).pairs
+            if len(out) != len(batch):
+                raise ValueError(f"expected {len(batch)} pairs, got {len(out)}")
+            return out
+
+        req = ChatRequest(system=system, messages=[Message(role="user", content=lines)], max_tokens=200 * len(batch) + 200,
+                          temperature=0.3, schema=BATCH)  # fmt: skip
+        try:
+            out, _ = ask_structured(client, req, parse, retries=1)
+        except (PermanentLLMError, BudgetExceeded):
+            raise
+        except LLMError as e:
+            return str(e)
+        return [
+            QAPair(service=p.service, question=o.question.strip(), answer=o.answer.strip(),
+                   provenance=p.provenance.model_copy(update={"synthesizer": client.label}))
+            for p, o in zip(batch, out, strict=True)
+        ]  # fmt: skip
+
+    kept: list[QAPair] = []
+    failed: dict[int, str] = {}
+    rewritten = 0
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        for k, (batch, res) in enumerate(zip(batches, pool.map(one, batches), strict=True)):
+            if isinstance(res, str):
+                failed[k] = res[:300]
+                kept += batch
+            else:
+                rewritten += len(res)
+                kept += res
+    return SynthesisResult(pairs=kept, batches=len(batches), rewritten=rewritten, failed_batches=failed)

@@ -1,0 +1,198 @@
+"""Filters between generation and training: validation, grounding, decontamination, dedup.
+
+Every dropped pair is counted under one reason and kept in the report with its detail, never dropped
+silently. The order matters: a pair that fails validation is not compared with anything, and a
+contaminated pair is caught even when it also duplicates another.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from rapidfuzz import fuzz, process
+
+from bcomc_dagster.datagen.schema import QAPair
+from bcomc_dagster.evals.judge import normalise
+
+REASONS = ("invalid", "ungrounded", "contaminated", "duplicate", "near_duplicate")
+_WORD = re.compile(r"[a-z0-9]+(?:[.\-_][a-z0-9]+)*")
+STOPWORDS = frozenset(
+    "a an the is are was were be been of for in on at to by with from and or its it this that these those "
+    "what which who whom whose when where why how do does did can could should would will shall may might "
+    "me my you your i we our they their there here as so than then s please tell give".split()
+)
+
+
+class QualityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_question_chars: int = Field(10, ge=1, description="Shortest question kept.")
+    max_question_chars: int = Field(500, ge=1, description="Longest question kept.")
+    min_answer_chars: int = Field(1, ge=1, description="Shortest answer kept.")
+    max_answer_chars: int = Field(2000, ge=1, description="Longest answer kept.")
+    near_duplicate_threshold: float = Field(
+        92, ge=50, le=100, description="rapidfuzz ratio (0-100) of normalised questions at or above which two pairs of one service are near duplicates."
+    )
+    decontamination_ngram: int = Field(3, ge=1, le=13, description="Word n-gram size for eval-overlap checks.")
+    decontamination_threshold: float = Field(
+        0.6, gt=0, le=1, description="Share of an eval question's n-grams found in a training question that makes it contaminated."
+    )
+    on_contamination: Literal["drop", "fail"] = Field(
+        "drop", description="'drop' contaminated pairs, or 'fail': keep them so the blocking check stops the iteration."
+    )
+    grounding: Literal["overlap", "off"] = Field("overlap", description="How answers are checked against their snippet.")
+    min_grounding_overlap: float = Field(
+        0.8, ge=0, le=1, description="Share of an answer's content words found in its snippet (and service name)."
+    )
+
+
+class Drop(BaseModel):
+    id: str
+    service: str
+    question: str
+    reason: str
+    detail: str
+
+
+class FilterResult(BaseModel):
+    kept: list[QAPair]
+    dropped: list[Drop]
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(d.reason for d in self.dropped)
+        return {r: c.get(r, 0) for r in REASONS}
+
+
+# -- text helpers ---------------------------------------------------------------------------------
+def words(text: str) -> list[str]:
+    return _WORD.findall(unicodedata.normalize("NFKC", text).lower())
+
+
+def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    w = words(text)
+    if len(w) < n:
+        return {tuple(w)} if w else set()
+    return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
+
+
+# -- validation -----------------------------------------------------------------------------------
+def invalid_reason(pair: QAPair, cfg: QualityConfig) -> str | None:
+    """Why a pair is not fit to train on (lengths, language sanity), or None."""
+    for field, text, lo, hi in (
+        ("question", pair.question, cfg.min_question_chars, cfg.max_question_chars),
+        ("answer", pair.answer, cfg.min_answer_chars, cfg.max_answer_chars),
+    ):
+        n = len(text.strip())
+        if not lo <= n <= hi:
+            return f"{field} has {n} characters; expected {lo}-{hi}"
+        if any(unicodedata.category(ch) in ("Cc", "Cs", "Co") and ch not in "\n\t" for ch in text):
+            return f"{field} contains control characters"
+        letters = sum(ch.isalpha() for ch in text)
+        if field == "question" and letters < 0.5 * n:
+            return f"question is {letters}/{n} letters; expected mostly words"
+        w = words(text)
+        if len(w) >= 8 and len(set(w)) < 0.3 * len(w):
+            return f"{field} repeats itself ({len(set(w))} distinct of {len(w)} words)"
+    if not pair.provenance.snippet.strip():
+        return "provenance has no snippet"
+    return None
+
+
+# -- grounding ------------------------------------------------------------------------------------
+def grounding(answer: str, snippet: str, context: Iterable[str] = ()) -> tuple[float, list[str]]:
+    """Share of the answer's content words found in the snippet (or the service's names), and the
+    words that were not. Any number or identifier missing from the snippet makes the share 0."""
+    source = set(words(snippet)) | {w for c in context for w in words(c)}
+    content = [w for w in words(answer) if w not in STOPWORDS]
+    if not content:
+        return 0.0, []
+    missing = [w for w in content if w not in source]
+    if any(any(ch.isdigit() for ch in w) for w in missing):
+        return 0.0, missing
+    return 1 - len(missing) / len(content), missing
+
+
+# -- decontamination ------------------------------------------------------------------------------
+class EvalIndex:
+    """The eval questions a training question must not resemble, by word n-gram containment."""
+
+    def __init__(self, questions: dict[str, str], n: int = 3, threshold: float = 0.6):
+        self.n, self.threshold = n, threshold
+        self.grams = {qid: ngrams(q, n) for qid, q in questions.items()}
+        self.text = questions
+        self.by_gram: dict[tuple[str, ...], set[str]] = {}
+        for qid, gs in self.grams.items():
+            for g in gs:
+                self.by_gram.setdefault(g, set()).add(qid)
+
+    def match(self, question: str) -> tuple[str, float] | None:
+        """The eval question most contained in ``question`` at or above the threshold, with the share."""
+        mine = ngrams(question, self.n)
+        candidates = {qid for g in mine for qid in self.by_gram.get(g, ())}
+        best = None
+        for qid in candidates:
+            share = len(self.grams[qid] & mine) / len(self.grams[qid])
+            if share >= self.threshold and (best is None or share > best[1]):
+                best = (qid, round(share, 3))
+        return best
+
+
+# -- the whole filter -----------------------------------------------------------------------------
+def filter_pairs(
+    new: list[QAPair],
+    previous: list[QAPair],
+    evals: EvalIndex,
+    cfg: QualityConfig,
+    service_names: dict[str, list[str]] | None = None,
+) -> FilterResult:
+    """Keep the new pairs fit to add to ``previous``; earlier rows always win over later ones."""
+    names = service_names or {}
+    kept: list[QAPair] = []
+    dropped: list[Drop] = []
+    seen_ids = {r.id for r in previous}
+    by_service: dict[str, list[str]] = {}
+    for r in previous:
+        by_service.setdefault(r.service, []).append(normalise(r.question))
+
+    def drop(p: QAPair, reason: str, detail: str) -> None:
+        dropped.append(Drop(id=p.id, service=p.service, question=p.question, reason=reason, detail=detail))
+
+    for p in new:
+        if why := invalid_reason(p, cfg):
+            drop(p, "invalid", why)
+            continue
+        if cfg.grounding == "overlap":
+            share, missing = grounding(p.answer, p.provenance.snippet, [p.service, *names.get(p.service, [])])
+            if share < cfg.min_grounding_overlap:
+                drop(p, "ungrounded", f"{share:.0%} of the answer's words are in its snippet; not found: {missing[:8]}")
+                continue
+        if (hit := evals.match(p.question)) and cfg.on_contamination == "drop":
+            drop(p, "contaminated", f"{hit[1]:.0%} of eval question {hit[0]!r} ({evals.text[hit[0]]!r})")
+            continue
+        if p.id in seen_ids:
+            drop(p, "duplicate", "same service, question and answer as an earlier pair")
+            continue
+        q = normalise(p.question)
+        earlier = by_service.setdefault(p.service, [])
+        near = process.extractOne(q, earlier, scorer=fuzz.ratio, score_cutoff=cfg.near_duplicate_threshold) if earlier else None
+        if near is not None:
+            drop(p, "near_duplicate", f"{near[1]:.0f}% like {near[0]!r}")
+            continue
+        seen_ids.add(p.id)
+        earlier.append(q)
+        kept.append(p)
+    return FilterResult(kept=kept, dropped=dropped)
+
+
+def contaminated(rows: list[QAPair], evals: EvalIndex) -> list[dict]:
+    """Training pairs whose question resembles an eval question: what the blocking check reports."""
+    out = []
+    for r in rows:
+        if hit := evals.match(r.question):
+            out.append({"pair": r.id, "question": r.question, "eval_question": hit[0], "overlap": hit[1]})
+    return out

@@ -1,0 +1,54 @@
+"""The judge on a chat model: a rubric prompt with the reference answer, a JSON verdict (pass, reason).
+
+A malformed verdict is asked for again; one that stays malformed, or a call that keeps failing after the
+SDK's retries, is an error: counted apart, never as a pass or a fail.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bcomc_dagster.evals.judge import Verdict
+from bcomc_dagster.evals.suite import Question
+from bcomc_dagster.llm.base import ChatRequest, LLMError, Message, PermanentLLMError
+from bcomc_dagster.llm.client import LLMClient
+from bcomc_dagster.llm.cost import BudgetExceeded
+from bcomc_dagster.llm.structured import ask_structured, schema_of
+
+
+class VerdictOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    passed: bool = Field(alias="pass", description="True when the answer states the reference fact correctly.")
+    reason: str = Field(min_length=1, description="One sentence: why it passes or fails.")
+
+
+SCHEMA = schema_of(VerdictOut, "verdict", "Record the verdict on the answer.")
+SYSTEM = (
+    "You grade answers to questions about {domain} against a reference answer. Pass an answer that states the "
+    "reference fact (or one of its accepted spellings) correctly; extra correct detail is fine. Fail an answer that "
+    "contradicts the reference, omits it, or hedges between values. Judge only the fact, not the style."
+)
+
+
+class LLMJudge:
+    def __init__(self, client: LLMClient, domain: str = "a software product", retries: int = 2):
+        self.client, self.retries = client, retries
+        self.system = SYSTEM.format(domain=domain)
+        self.name = f"llm:{client.label}"
+
+    def grade(self, question: Question, answer: str) -> Verdict:
+        accepted = ", ".join(repr(a) for a in question.aliases)
+        user = (
+            f"Question: {question.question}\nReference answer: {question.reference}"
+            + (f" (also accepted: {accepted})" if accepted else "")
+            + f"\nAnswer to grade: {answer}"
+        )
+        req = ChatRequest(system=self.system, messages=[Message(role="user", content=user)], max_tokens=200, schema=SCHEMA)
+        try:
+            v, _ = ask_structured(self.client, req, VerdictOut.model_validate, self.retries)
+        except (PermanentLLMError, BudgetExceeded):
+            raise
+        except LLMError as e:
+            return Verdict(False, f"judge error: {e}"[:500], error=True)
+        return Verdict(v.passed, v.reason)

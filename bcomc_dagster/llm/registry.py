@@ -1,0 +1,70 @@
+"""Providers registered by name, the alias table of short model names, and per-provider settings.
+
+A provider's module (and so its SDK) is imported only when a model of that provider is created.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bcomc_dagster.llm.base import ChatModel
+
+# name -> "module:Class"; the embedded roles (extractive generator, deterministic analyzer, reference
+# judge) are not chat models and live beside the stages that use them
+PROVIDERS: dict[str, str] = {
+    "bedrock": "bcomc_dagster.llm.bedrock:BedrockModel",
+    "anthropic": "bcomc_dagster.llm.anthropic_api:AnthropicModel",
+    "openai": "bcomc_dagster.llm.openai_api:OpenAIModel",
+}
+EMBEDDED = "embedded"
+BACKENDS = (EMBEDDED, *PROVIDERS)
+
+# the plan's short names -> each provider's model id (Bedrock: a model id; a cross-region inference
+# profile such as "us.anthropic.claude-3-5-haiku-20241022-v1:0" may be given directly as the model)
+DEFAULT_ALIASES: dict[str, dict[str, str]] = {
+    "claude-3-5-haiku": {"bedrock": "anthropic.claude-3-5-haiku-20241022-v1:0", "anthropic": "claude-3-5-haiku-20241022"},
+    "claude-3-5-sonnet": {"bedrock": "anthropic.claude-3-5-sonnet-20241022-v2:0", "anthropic": "claude-3-5-sonnet-20241022"},
+}
+
+
+class ProviderSettings(BaseModel):
+    """How to reach one provider. Credentials never go in the config: only the name of a variable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible or Anthropic base URL; for Bedrock the endpoint_url (default: AWS's)."
+    )
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the API key (default OPENAI_API_KEY / ANTHROPIC_API_KEY; "
+        "Bedrock uses the standard AWS credential chain).",
+    )
+    region: str | None = Field(None, description="Bedrock: AWS region (default: the credential chain's).")
+    requests_per_minute: float | None = Field(None, gt=0, description="Client-side rate limit for this provider.")
+    max_retries: int = Field(4, ge=0, le=20, description="Retries of throttled or failed calls, by the SDK itself.")
+    timeout_s: float = Field(60, gt=0, description="Per-attempt timeout of a call.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return v
+
+
+def resolve_model(backend: str, name: str, aliases: dict[str, dict[str, str]] | None = None) -> str:
+    """The provider's id for ``name``: a user alias, a built-in alias, or ``name`` itself."""
+    for table in (aliases or {}, DEFAULT_ALIASES):
+        if name in table and backend in table[name]:
+            return table[name][backend]
+    return name
+
+
+def create(backend: str, model: str, settings: ProviderSettings | None = None, **kwargs) -> ChatModel:
+    """A chat model of provider ``backend``; ``model`` is the provider's id (see ``resolve_model``)."""
+    if backend not in PROVIDERS:
+        raise ValueError(f"unknown LLM provider {backend!r}; expected one of {sorted(PROVIDERS)}")
+    module, cls = PROVIDERS[backend].split(":")
+    return getattr(importlib.import_module(module), cls)(model, settings or ProviderSettings(), **kwargs)

@@ -1,0 +1,74 @@
+"""The effectiveness report's figures on a small synthetic campaign, and the held-out split."""
+
+import pytest
+
+from bcomc_dagster.analysis.effectiveness import effectiveness
+from bcomc_dagster.evals.report import Answer, EvalReport
+from bcomc_dagster.evals.suite import load_suite
+
+
+def report(passed: dict[str, int], per_service: int = 4, held_out: frozenset[str] = frozenset()) -> EvalReport:
+    """A report in which ``passed[s]`` of service s's ``per_service`` questions pass."""
+    answers = [
+        Answer(id=f"{s}-{k}", service=s, question=f"q {s} {k}?", reference="r", answer="r" if k < n else "x",
+               passed=k < n, reason="", held_out=f"{s}-{k}" in held_out)
+        for s, n in passed.items() for k in range(per_service)
+    ]  # fmt: skip
+    return EvalReport.build(answers, run_id="r", suite="s", model="m", endpoint="e", judge="reference")
+
+
+# baseline: a 0/4, b 0/4, c 2/4; iteration 1 targets a, b; iteration 2 targets b, c
+REPORTS = {0: report({"a": 0, "b": 0, "c": 2}), 1: report({"a": 4, "b": 2, "c": 1}), 2: report({"a": 3, "b": 4, "c": 4})}
+TARGETED = {1: ["a", "b"], 2: ["b", "c"]}
+
+
+def test_effectiveness_figures_on_a_synthetic_campaign():
+    eff = effectiveness("c", 80, REPORTS, TARGETED, {1: 100, 2: 50})
+    assert (eff.baseline_pass_rate, eff.final_pass_rate, eff.iterations_to_target) == (16.67, 91.67, 2)
+    it1, it2 = eff.iterations
+    assert (it1.delta, it1.targeted_gain, it1.untargeted_gain, it1.pairs_added) == (41.66, 75.0, -25.0, 100)
+    assert (it2.delta, it2.targeted_gain, it2.untargeted_gain, it2.pairs_added) == (33.34, 62.5, -25.0, 50)
+    assert [(r.iteration, r.service, r.before, r.after) for r in eff.regressions] == [(1, "c", 50, 25), (2, "a", 100, 75)]
+    assert eff.per_service["a"] == {0: 0.0, 1: 100.0, 2: 75.0}
+    assert eff.ever_targeted_gain == 75.0 and eff.never_targeted_gain is None  # every service was targeted
+    assert eff.pairs_total == 150 and eff.pairs_per_point == 2.0  # 150 pairs / 75 points
+
+
+def test_effectiveness_markdown_shows_targets_gains_and_regressions():
+    md = effectiveness("c", 80, REPORTS, TARGETED, {1: 100, 2: 50}).markdown()
+    assert "Pass rate 16.7% → 91.7%; target 80%: iteration 2." in md
+    header = next(line for line in md.splitlines() if line.startswith("|   iteration"))
+    assert [c.strip() for c in header.strip("|").split("|")][3:6] == ["targeted", "targeted gain", "untargeted gain"]
+    rows = [line for line in md.splitlines() if line.startswith("|") and "a, b" in line]
+    assert rows and "75.0" in rows[0] and "-25.0" in rows[0]
+    assert "- iteration 1: **c** 50.0% → 25.0%" in md and "- iteration 2: **a** 100.0% → 75.0%" in md
+    assert "2.0 per point gained" in md
+
+
+def test_never_targeted_services_and_no_gain():
+    reports = {0: report({"a": 1, "b": 1}), 1: report({"a": 1, "b": 0})}
+    eff = effectiveness("c", 90, reports, {1: ["a"]}, {1: 10})
+    assert eff.iterations_to_target is None and eff.pairs_per_point is None
+    assert (eff.ever_targeted_gain, eff.never_targeted_gain) == (0.0, -25.0)
+    assert "not reached" in eff.markdown() and "no gain to divide by" in eff.markdown()
+
+
+def test_held_out_split_is_per_service_seeded_and_never_whole():
+    suite = load_suite("demo")
+    quarter = suite.held_out(0.25)
+    assert len(quarter) == 10 and {q.service for q in suite.questions if q.id in quarter} == set(suite.services)
+    assert suite.held_out(0.25) == quarter and suite.held_out(0.25, seed=1) != quarter
+    assert len(suite.held_out(0.5)) == 20 and len(suite.held_out(0.99)) == 30  # one per service always analysed
+    assert suite.held_out(0) == frozenset()
+
+
+def test_report_shows_both_parts_and_the_analyzer_sees_only_its_own():
+    held = frozenset({"a-0", "b-0"})  # the first question of each service, which passes when n > 0
+    r = report({"a": 1, "b": 2}, held_out=held)
+    assert r.pass_rate == 37.5 and r.pass_rate_held_out == 100.0 and r.pass_rate_analyzed == pytest.approx(16.67)
+    seen = r.analyzed()
+    assert {a.id for a in seen.answers}.isdisjoint(held) and len(seen.answers) == 6
+    assert seen.pass_rate == pytest.approx(16.67) and seen.results_by_service["a"].total == 3
+    assert all(not f.held_out for f in seen.failures)
+    plain = report({"a": 1})
+    assert plain.pass_rate_held_out is None and plain.analyzed() is plain
