@@ -37,6 +37,13 @@ class ArtifactStore:
             raise InputError(f"iteration {iteration}: expected 0 (baseline) or more")
         return self.campaign_dir(campaign) / str(iteration)
 
+    def iterations(self, campaign: str, having: str | None = None) -> list[int]:
+        """The campaign's iteration folders, in order; with ``having``, only those holding that artifact."""
+        root = self.campaign_dir(campaign)
+        if not root.is_dir():
+            return []
+        return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and (having is None or (p / having).exists()))
+
     def path(self, campaign: str, iteration: int | None, name: str) -> Path:
         if not NAME.match(name):
             raise InputError(f"artifact name {name!r}: expected a plain file name")

@@ -89,12 +89,12 @@ def cmd_status(args) -> int:
     rows = []
     for c in names:
         row = {"campaign": c, "iteration": None, "pass_rate": None, "delta": None, "status": "launched",
-               "cost_usd": None, "live": None, "endpoint": None, "failure": None}  # fmt: skip
+               "cost_usd": None, "skipped": {}, "live": None, "endpoint": None, "failure": None}  # fmt: skip
         try:
             last = stages.latest_iteration(store, c)
             rep = stages.read_report(store, c, last)
             row.update(iteration=last, pass_rate=rep.pass_rate, delta=rep.improvement_delta, status="running",
-                       cost_usd=costs.campaign_cost(store, c))  # fmt: skip
+                       cost_usd=costs.campaign_cost(store, c), skipped=stages.skipped_services(store, c))  # fmt: skip
             out = store.path(c, None, stages.OUTCOME)
             if out.exists():
                 row["status"] = json.loads(out.read_text())["status"]
@@ -125,6 +125,8 @@ def cmd_status(args) -> int:
     for r in rows:
         if r["failure"]:
             print(f"{r['campaign']}: failed at {r['failure']}")
+        for i, services in r["skipped"].items():
+            print(f"{r['campaign']}: iteration {i} skipped {', '.join(services)} (generation kept failing)")
         if r["endpoint"]:
             print(f"{r['campaign']}: {r['live']} at {r['endpoint']}")
     return 0

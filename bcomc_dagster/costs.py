@@ -10,9 +10,9 @@ from bcomc_dagster.llm.cost import Meter, StageCost, price_of
 from bcomc_dagster.llm.registry import EMBEDDED, resolve_model
 
 STAGES = ("eval", "analyze", "generate")
-# a generator call's size, measured on the built-in prompts (python benchmarks/datagen.py prints it)
-PAIR_TOKENS = (260, 60)
-SYNTH_TOKENS_PER_PAIR = (75, 45)
+# token sizes per pair of the built-in prompts, tool-use system prompt included (benchmarks/datagen.py)
+PAIR_TOKENS = (560, 40)
+SYNTH_TOKENS_PER_PAIR = (75, 25)
 ANALYZE_TOKENS = (3000, 700)
 
 
@@ -33,13 +33,8 @@ def iteration_cost(store: ArtifactStore, campaign: str, iteration: int) -> float
     return round(sum(c.cost_usd for s in STAGES if (c := stage_cost(store, campaign, iteration, s))), 6)
 
 
-def _iterations(store: ArtifactStore, campaign: str) -> list[int]:
-    root = store.campaign_dir(campaign)
-    return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit()) if root.is_dir() else []
-
-
 def campaign_cost(store: ArtifactStore, campaign: str) -> float:
-    return round(sum(iteration_cost(store, campaign, i) for i in _iterations(store, campaign)), 6)
+    return round(sum(iteration_cost(store, campaign, i) for i in store.iterations(campaign)), 6)
 
 
 def meter(store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteration: int, stage: str) -> Meter:
@@ -61,7 +56,7 @@ def _price(cfg: CampaignConfig, backend: str, model: str | None):
 def estimate_iteration(cfg: CampaignConfig, store: ArtifactStore, campaign: str) -> float:
     """The next iteration's likely cost: the dearest iteration so far, or before any, the plan's volume
     (max_services x examples_per_service pairs) at the configured prices plus the baseline's judging."""
-    done = [iteration_cost(store, campaign, i) for i in _iterations(store, campaign) if i > 0]
+    done = [iteration_cost(store, campaign, i) for i in store.iterations(campaign) if i > 0]
     if done:
         return max(done)
     d = cfg.datagen

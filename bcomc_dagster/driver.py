@@ -9,10 +9,12 @@ demo's way, needing no daemon.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -101,6 +103,17 @@ def _summarise(out: Print, result: dg.ExecuteInProcessResult) -> None:
             out(f"  campaign_outcome: {md['status']}")
 
 
+@contextmanager
+def _quiet(logger: str):
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def drive(
     instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, campaign: str, out: Print = print,
     cursor: str | None = None, max_runs: int = 200,
@@ -110,7 +123,8 @@ def drive(
     t0 = time.monotonic()
     for _ in range(max_runs):
         ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
-        result = evaluate_tick(ctx, store)
+        with _quiet("dagster"):  # the tick's decisions are printed below, step by step
+            result = evaluate_tick(ctx, store)
         cursor = result.cursor
         for req in result.dynamic_partitions_requests or []:
             instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))

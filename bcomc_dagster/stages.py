@@ -116,14 +116,11 @@ def record_failure(store: ArtifactStore, campaign: str, iteration: int, stage: s
 
 def last_failure(store: ArtifactStore, campaign: str) -> Failure | None:
     """The failure of an iteration after the newest eval report, if any: the campaign is stuck there."""
-    root = store.campaign_dir(campaign)
-    if not root.is_dir():
-        return None
     try:
         done = latest_iteration(store, campaign)
     except PredecessorMissing:
         done = -1
-    fails = sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and int(p.name) > done and (p / FAILURE).exists())
+    fails = [i for i in store.iterations(campaign, having=FAILURE) if i > done]
     return Failure.model_validate(store.read_json(campaign, fails[-1], FAILURE, "the failure")) if fails else None
 
 
@@ -294,6 +291,15 @@ def build_dataset(store: ArtifactStore, campaign: str, iteration: int) -> Datase
     )  # fmt: skip
 
 
+def skipped_services(store: ArtifactStore, campaign: str) -> dict[int, list[str]]:
+    """Per iteration, the services whose generation kept failing and were skipped."""
+    out = {}
+    for i in store.iterations(campaign, having=GENERATION):
+        if skipped := store.read_json(campaign, i, GENERATION, "the generation summary")["skipped_services"]:
+            out[i] = sorted(skipped)
+    return out
+
+
 def contamination(store: ArtifactStore, campaign: str, iteration: int) -> list[dict]:
     cfg = load_campaign(store, campaign)
     rows = dataset.read_jsonl(store.require(campaign, iteration, DATASET, "the training dataset"))
@@ -406,8 +412,7 @@ class Outcome(BaseModel):
 
 
 def latest_iteration(store: ArtifactStore, campaign: str) -> int:
-    root = store.campaign_dir(campaign)
-    done = [int(p.name) for p in root.iterdir() if p.name.isdigit() and (p / REPORT).exists()] if root.is_dir() else []
+    done = store.iterations(campaign, having=REPORT)
     if not done:
         raise PredecessorMissing(f"campaign {campaign!r}: no eval report yet (not even the baseline)")
     return max(done)

@@ -134,7 +134,8 @@ def test_cache_answers_repeats_so_a_rerun_pays_only_for_new_calls(fake, server, 
     m2 = Meter("generate")  # a re-run after a crash, in a new process: a new cache object on the same folder
     again = client(server, "bedrock", meter=m2, cache=ResponseCache(tmp_path))
     assert again.complete(a_request()).cached and len(fake.calls) == 1
-    assert m2.cost.roles["generator"].cached_calls == 1 and m2.cost.new_spend_usd == 0
+    stats = m2.cost.roles["generator"]
+    assert stats.cached_calls == 1 and m2.cost.new_spend_usd == 0 and stats.cached_input_tokens == stats.input_tokens > 0
     assert m2.cost.cost_usd == m1.cost.cost_usd > 0  # the artifact's cost is still what it cost
     other = pair_request(SNIPPET, 1)  # another variant: another request
     assert not again.complete(other).cached and len(fake.calls) == 2

@@ -51,8 +51,10 @@ class CallStats(BaseModel):
     model: str
     calls: int = 0
     cached_calls: int = 0  # answered from the response cache: paid for once, by an earlier run
-    input_tokens: int = 0
+    input_tokens: int = 0  # all calls, cached answers included
     output_tokens: int = 0
+    cached_input_tokens: int = 0  # of those, what the cache answered: not billed again
+    cached_output_tokens: int = 0
     cost_usd: float = 0.0
     priced: bool = True
 
@@ -93,6 +95,9 @@ class Meter:
             s.cached_calls += int(cached)
             s.input_tokens += usage.input_tokens
             s.output_tokens += usage.output_tokens
+            if cached:
+                s.cached_input_tokens += usage.input_tokens
+                s.cached_output_tokens += usage.output_tokens
             s.cost_usd += usd  # full precision: a campaign sums thousands of sub-cent calls
             self.cost.cost_usd += usd
             if not cached:
