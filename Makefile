@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export BCOMC_HOME ?= $(CURDIR)/.bcomc
 export DAGSTER_HOME ?= $(BCOMC_HOME)/dagster
 
-.PHONY: install demo test test-fast dev clean
+.PHONY: install demo test test-fast test-paid dev clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,10 +22,13 @@ demo: install
 	$(VENV)/bin/bcomc demo
 
 test: install
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -m "not paid"
 
 test-fast: install
-	$(VENV)/bin/pytest -q -m "not server and not slow"
+	$(VENV)/bin/pytest -q -m "not server and not slow and not paid"
+
+test-paid: install  # calls the real paid APIs whose credentials are set; see bcomc_dagster_tests/test_paid_apis.py
+	BCOMC_PAID_TESTS=1 $(VENV)/bin/pytest -q -m paid -rs
 
 dev: install
 	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml

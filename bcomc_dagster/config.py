@@ -215,6 +215,8 @@ class CampaignConfig(_Strict):
             raise ValueError(f"analyzer_model: required with analyzer_backend {self.analyzer_backend!r}")
         if self.judge == "llm" and (self.judge_backend == EMBEDDED or not self.judge_model):
             raise ValueError("judge_backend, judge_model: the 'llm' judge needs a backend other than 'embedded' and a model")
+        if self.quality.grounding == "judge" and (self.judge_backend == EMBEDDED or not self.judge_model):
+            raise ValueError("quality.grounding: 'judge' needs judge_backend (not 'embedded') and judge_model")
         return self
 
     @field_validator("eval_suite")

@@ -9,7 +9,7 @@ from bcomc_dagster.config import CampaignConfig
 from bcomc_dagster.llm.cost import Meter, StageCost, price_of
 from bcomc_dagster.llm.registry import EMBEDDED, resolve_model
 
-STAGES = ("eval", "analyze", "generate")
+STAGES = ("eval", "analyze", "generate", "dataset")
 # token sizes per pair of the built-in prompts, tool-use system prompt included (benchmarks/datagen.py)
 PAIR_TOKENS = (560, 40)
 SYNTH_TOKENS_PER_PAIR = (75, 25)

@@ -27,7 +27,7 @@ from bcomc_dagster.datagen.llm_worker import LLMWorker, synthesize
 from bcomc_dagster.datagen.snippets import service_title
 from bcomc_dagster.errors import BcomcError, PredecessorMissing, ServingError
 from bcomc_dagster.evals.judge import Judge, ReferenceJudge
-from bcomc_dagster.evals.llm_judge import LLMJudge
+from bcomc_dagster.evals.llm_judge import LLMJudge, grounding_verdicts
 from bcomc_dagster.evals.report import EvalReport
 from bcomc_dagster.evals.runner import run_suite
 from bcomc_dagster.evals.suite import Suite, load_suite
@@ -278,7 +278,15 @@ def build_dataset(store: ArtifactStore, campaign: str, iteration: int) -> Datase
     previous = previous_dataset(store, campaign, iteration)
     new = dataset.read_jsonl(store.require(campaign, iteration, GENERATED, "the generated examples"))
     names = {s: [service_title(s, doc)] for s, doc in suite.docs.items()}
-    result = quality.filter_pairs(new, previous, eval_index(cfg), cfg.quality, names)
+    judged = None
+    if cfg.quality.grounding == "judge":
+        meter = costs.meter(store, cfg, campaign, iteration, "dataset")
+        try:
+            client = llm_client(store, cfg, "grounding", cfg.judge_backend, cfg.judge_model, meter)
+            judged = grounding_verdicts(client, new, cfg.datagen.concurrency)
+        finally:
+            costs.write(store, campaign, iteration, meter.cost)
+    result = quality.filter_pairs(new, previous, eval_index(cfg), cfg.quality, names, judged)
     rows = previous + result.kept
     path = store.path(campaign, iteration, DATASET)
     dataset.write_jsonl(path, rows)

@@ -48,6 +48,8 @@ def test_defaults_are_the_plans():
         ({"llm": {"providers": {"openai": {"base_url": "localhost:8000"}}}}, r"llm.providers.openai.base_url: expected an http"),
         ({"llm": {"prices": {"m": {"input": -1, "output": 1}}}}, r"llm.prices.m.input: Input should be greater than or equal to 0"),
         ({"budget_usd": 0}, r"budget_usd: Input should be greater than 0"),
+        ({"quality": {"grounding": "judge"}}, r"quality.grounding: 'judge' needs judge_backend"),
+        ({"quality": {"decontamination_threshold": 0}}, r"quality.decontamination_threshold: Input should be greater than 0"),
         ({"finetune": {"rank": 12}}, r"finetune.rank: expected one of \[1, 8, 16"),
         ({"model_name": "org/some-model"}, r"model_name: expected 'bcomc-tiny' or a local model folder"),
     ],

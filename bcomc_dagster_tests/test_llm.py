@@ -231,6 +231,25 @@ def test_llm_analyzer_validation_rejects_unknown_services():
         parse({**good, "datagen_count": 50})
 
 
+def test_grounding_by_the_judge_model_drops_unsupported_answers(fake, server):
+    from bcomc_dagster.datagen.quality import EvalIndex, QualityConfig, filter_pairs
+    from bcomc_dagster.datagen.schema import Provenance, QAPair
+    from bcomc_dagster.evals.llm_judge import grounding_verdicts
+
+    def p(q, a):
+        return QAPair(service="brambledb", question=q, answer=a,
+                      provenance=Provenance(campaign="c", iteration=1, model="m", snippet="- Default port: 6120"))  # fmt: skip
+
+    good, bad = p("What is the default port of Brambledb?", "Brambledb listens on 6120."), p("Which port?!", "It is 8080.")
+    fake.script(None, "malformed", "malformed")  # the second pair's verdict never comes: not taken as supported
+    verdicts = grounding_verdicts(client(server, "openai", "judge-7b"), [good, bad], concurrency=1)
+    assert verdicts[good.id][0] is True and verdicts[bad.id][0] is False and "no verdict" in verdicts[bad.id][1]
+    assert grounding_verdicts(client(server, "openai", "judge-7b"), [bad])[bad.id] == (False, "not in the snippet: ['8080']")
+    r = filter_pairs([good, bad], [], EvalIndex({}), QualityConfig(grounding="judge", min_question_chars=5), judged=verdicts)
+    assert [x.id for x in r.kept] == [good.id] and r.dropped[0].reason == "ungrounded"
+    assert r.dropped[0].detail.startswith("judge: no verdict")
+
+
 def test_llm_judge_grades_and_counts_malformed_verdicts_as_errors(fake, server):
     _, url = server
     judge = LLMJudge(client(server, "openai", "gpt-judge"), retries=1)

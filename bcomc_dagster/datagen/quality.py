@@ -45,7 +45,10 @@ class QualityConfig(BaseModel):
     on_contamination: Literal["drop", "fail"] = Field(
         "drop", description="'drop' contaminated pairs, or 'fail': keep them so the blocking check stops the iteration."
     )
-    grounding: Literal["overlap", "off"] = Field("overlap", description="How answers are checked against their snippet.")
+    grounding: Literal["overlap", "judge", "off"] = Field(
+        "overlap", description="How answers are checked against their snippet: content-word overlap, or the judge "
+        "model (judge_backend / judge_model) deciding whether the snippet supports the answer.",
+    )
     min_grounding_overlap: float = Field(
         0.8, ge=0, le=1, description="Share of an answer's content words found in its snippet (and service name)."
     )
@@ -149,8 +152,10 @@ def filter_pairs(
     evals: EvalIndex,
     cfg: QualityConfig,
     service_names: dict[str, list[str]] | None = None,
+    judged: dict[str, tuple[bool, str]] | None = None,
 ) -> FilterResult:
-    """Keep the new pairs fit to add to ``previous``; earlier rows always win over later ones."""
+    """Keep the new pairs fit to add to ``previous``; earlier rows always win over later ones.
+    ``judged``: pair id -> (supported, reason) from the judge model, for ``grounding: judge``."""
     names = service_names or {}
     kept: list[QAPair] = []
     dropped: list[Drop] = []
@@ -170,6 +175,11 @@ def filter_pairs(
             share, missing = grounding(p.answer, p.provenance.snippet, [p.service, *names.get(p.service, [])])
             if share < cfg.min_grounding_overlap:
                 drop(p, "ungrounded", f"{share:.0%} of the answer's words are in its snippet; not found: {missing[:8]}")
+                continue
+        elif cfg.grounding == "judge":
+            supported, reason = (judged or {}).get(p.id, (False, "the judge gave no verdict on this pair"))
+            if not supported:
+                drop(p, "ungrounded", f"judge: {reason}")
                 continue
         if (hit := evals.match(p.question)) and cfg.on_contamination == "drop":
             drop(p, "contaminated", f"{hit[1]:.0%} of eval question {hit[0]!r} ({evals.text[hit[0]]!r})")

@@ -91,7 +91,8 @@ def training_dataset(context: dg.AssetExecutionContext, artifacts: ArtifactStore
     """The cumulative dataset: the previous iteration's rows plus this iteration's pairs that pass validation,
     grounding, decontamination and dedup (drops counted by reason; a dataset card per partition)."""
     campaign, i = keys(context)
-    s = stages.build_dataset(artifacts.store(), campaign, i)
+    store = artifacts.store()
+    s = stages.build_dataset(store, campaign, i)
     context.log.info(f"dataset: {s.added} pairs added, {s.rows} rows; dropped {s.dropped}")
     return dg.MaterializeResult(
         metadata={
@@ -101,6 +102,7 @@ def training_dataset(context: dg.AssetExecutionContext, artifacts: ArtifactStore
             "rows_by_service": dg.MetadataValue.json(s.by_service),
             "dataset_card": dg.MetadataValue.md(s.card),
             "path": dg.MetadataValue.path(s.path),
+            **cost_metadata(store, campaign, i, "dataset"),
         }
     )
 

@@ -52,3 +52,35 @@ class LLMJudge:
         except LLMError as e:
             return Verdict(False, f"judge error: {e}"[:500], error=True)
         return Verdict(v.passed, v.reason)
+
+
+class SupportOut(BaseModel):
+    supported: bool = Field(description="True when the snippet states every fact, number and name of the answer.")
+    reason: str = Field(min_length=1, description="One sentence: what is or is not supported.")
+
+
+SUPPORT = schema_of(SupportOut, "grounding", "Record whether the snippet supports the answer.")
+SUPPORT_SYSTEM = (
+    "You check training data. Say whether the answer is fully supported by the documentation snippet: every fact, "
+    "number and name in the answer must be stated in the snippet (or be the service's name). Paraphrase is fine."
+)
+
+
+def grounding_verdicts(client: LLMClient, pairs: list, concurrency: int = 8, retries: int = 1) -> dict[str, tuple[bool, str]]:
+    """Pair id -> (supported, reason), one judge call per pair; a pair the judge cannot rule on is not
+    taken as supported."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(p) -> tuple[str, tuple[bool, str]]:
+        user = f"Service: {p.service}\nSnippet: {p.provenance.snippet}\nQuestion: {p.question}\nAnswer: {p.answer}"
+        req = ChatRequest(system=SUPPORT_SYSTEM, messages=[Message(role="user", content=user)], max_tokens=200, schema=SUPPORT)
+        try:
+            v, _ = ask_structured(client, req, SupportOut.model_validate, retries)
+        except (PermanentLLMError, BudgetExceeded):
+            raise
+        except LLMError as e:
+            return p.id, (False, f"no verdict: {e}"[:300])
+        return p.id, (v.supported, v.reason)
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        return dict(pool.map(one, pairs))

@@ -91,6 +91,13 @@ class FakeLLM:
             accepted = [ref.group(1)] + re.findall(r"'([^']+)'", ref.group(2) or "")
             ok = any(f" {norm(a)} " in f" {said} " for a in accepted)
             return {"pass": ok, "reason": "states the reference" if ok else "does not state the reference"}
+        if tool == "grounding":
+            snippet = re.search(r"^Snippet: (.+)$", user, re.M).group(1)
+            answer = re.search(r"^Answer: (.+)$", user, re.M).group(1)
+            value = snippet.split(":", 1)[1]
+            unstated = [n for n in re.findall(r"\d+", answer) if n not in snippet]
+            ok = norm(value) in norm(answer) and not unstated
+            return {"supported": ok, "reason": "the snippet states it" if ok else f"not in the snippet: {unstated or value}"}
         return "Hello from the fake model."
 
     def malformed(self, tool: str | None) -> dict | str:
