@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export BCOMC_HOME ?= $(CURDIR)/.bcomc
 export DAGSTER_HOME ?= $(BCOMC_HOME)/dagster
 
-.PHONY: install demo test test-fast test-paid dev clean
+.PHONY: install browser demo test test-fast test-paid dev clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,10 +18,16 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Debian's Chromium for the browser test (Playwright drives it; no browser download)
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		{ echo "install Debian's chromium for the browser test (apt-get install chromium)"; exit 1; }
+
 demo: install
 	$(VENV)/bin/bcomc demo
 
-test: install
+test: install browser
 	$(VENV)/bin/pytest -q -m "not paid"
 
 test-fast: install

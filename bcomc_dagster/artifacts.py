@@ -54,14 +54,17 @@ class ArtifactStore:
     def models_dir(self) -> Path:
         return self.root / "models"
 
-    def write_text(self, campaign: str, iteration: int | None, name: str, text: str) -> Path:
+    def write_bytes(self, campaign: str, iteration: int | None, name: str, data: bytes) -> Path:
         target = self.path(campaign, iteration, name)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}-")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, target)
         return target
+
+    def write_text(self, campaign: str, iteration: int | None, name: str, text: str) -> Path:
+        return self.write_bytes(campaign, iteration, name, text.encode())
 
     def write_json(self, campaign: str, iteration: int | None, name: str, data) -> Path:
         text = data.model_dump_json(indent=2) if hasattr(data, "model_dump_json") else json.dumps(data, indent=2)

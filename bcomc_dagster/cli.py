@@ -1,16 +1,37 @@
-"""``bcomc``: demo, launch, validate, advance, status."""
+"""``bcomc``: demo, launch, validate, advance, status, report.
+
+Exit codes say what happened: 0 done (a campaign reached its target), 1 a stage failed, 2 bad input
+(config, suite, campaign name), 3 the campaign stopped short of its target (max iterations, budget),
+4 a model server failed (deploy, serving), 5 a model provider failed (the analyzer's, generator's or
+judge's API). With ``--json`` the result goes to stdout as JSON and everything else to stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
 
-from bcomc_dagster.errors import BcomcError, InputError
+from bcomc_dagster.config import DEMO_CONFIG
+from bcomc_dagster.errors import BcomcError, InputError, ServingError, StageFailed
 
-DEMO_CONFIG = Path(__file__).parent / "suites" / "demo" / "campaign.json"
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED, EXIT_SERVING, EXIT_PROVIDER = 0, 1, 2, 3, 4, 5
+# error classes (by name: they may come from a step's serialized error) -> exit code
+CAUSES = {
+    "InputError": EXIT_INPUT, "BudgetExceeded": EXIT_STOPPED, "ServingError": EXIT_SERVING, "EvalIncomplete": EXIT_PROVIDER,
+    "LLMError": EXIT_PROVIDER, "PermanentLLMError": EXIT_PROVIDER, "InvalidAnswer": EXIT_PROVIDER,
+}  # fmt: skip
+
+
+def exit_code(e: BcomcError) -> int:
+    if isinstance(e, StageFailed):
+        return CAUSES.get(e.cause or "", EXIT_FAILED)
+    if isinstance(e, ServingError):
+        return EXIT_SERVING
+    return CAUSES.get(type(e).__name__, EXIT_INPUT if isinstance(e, InputError) else EXIT_FAILED)
 
 
 def _ctx():
@@ -24,60 +45,118 @@ def _ctx():
     return dg.DagsterInstance.get(), driver.load_defs(), ArtifactStore(default_home())
 
 
+@contextlib.contextmanager
+def _bars(enabled: bool):
+    """Progress bars for generation, fine-tuning and eval while the loop runs here (on a terminal)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bcomc_dagster import progress
+
+    console = Console()
+    if not (enabled and console.is_terminal):
+        yield
+        return
+    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*cols, console=console, transient=True) as bar, progress.watching(progress.rich_watcher(bar)):
+        yield
+
+
+def emit(args, data) -> None:
+    print(json.dumps(data, indent=2, default=str), file=args.stdout)
+
+
 def cmd_validate(args) -> int:
     from bcomc_dagster.config import load_config
     from bcomc_dagster.evals.suite import load_suite
 
     cfg = load_config(args.config)
     suite = load_suite(cfg.eval_suite)
+    if args.json:
+        emit(args, {"config": str(args.config), "valid": True, "suite": suite.name, "services": len(suite.services),
+                    "questions": len(suite.questions), "resolved": cfg.model_dump(mode="json")})  # fmt: skip
+        return EXIT_OK
     print(f"{args.config}: valid; suite {suite.name}: {len(suite.services)} services, {len(suite.questions)} questions")
-    return 0
+    return EXIT_OK
 
 
-def _launch(config_path: Path, campaign: str | None, drive: bool, prefix: str) -> int:
+def _launch(args, config_path: Path, drive: bool, prefix: str) -> int:
     from bcomc_dagster import driver, stages
     from bcomc_dagster.config import load_config
+    from bcomc_dagster.reports import campaign as report_page
 
     cfg = load_config(config_path)
     instance, defs, store = _ctx()
-    campaign = campaign or driver.default_campaign_name(prefix)
+    campaign = args.campaign or driver.default_campaign_name(prefix)
     cursor = driver._latest_cursor(instance)
     driver.launch(instance, defs, store, cfg, campaign)
     print(f"campaign {campaign}: launched (target {cfg.target_pass_rate:g}%, at most {cfg.max_iterations} iterations)")
     if not drive:
         print("the sensor of a running `dagster dev` (make dev) drives it from here; `bcomc status` follows it")
-        return 0
+        if args.json:
+            emit(args, {"campaign": campaign, "status": "launched"})
+        return EXIT_OK
     t0 = time.monotonic()
-    outcome = driver.drive(instance, defs, store, campaign, cursor=cursor)
+    with _bars(not args.json):
+        outcome = driver.drive(instance, defs, store, campaign, cursor=cursor)
     if outcome is None:
         print(f"campaign {campaign}: waiting (auto_advance is off): `bcomc advance {campaign}` runs the next iteration")
-        return 0
-    rates = ", ".join(f"{k}: {v:.1f}%" for k, v in outcome.pass_rates.items())
-    print(f"\ncampaign {campaign}: {outcome.status} after {outcome.iterations} iteration(s) in {time.monotonic() - t0:.0f} s")
-    print(f"  pass rate by iteration (0 = baseline): {rates}")
-    print(f"  best iteration {outcome.best_iteration} ({outcome.best_pass_rate:.1f}%)")
-    report = store.path(campaign, None, stages.EFFECTIVENESS_MD)
-    if report.exists():
-        print("\n" + report.read_text())
-    print(f"  artifacts: {store.campaign_dir(campaign)}")
-    print(f"  Dagster instance: {instance.root_directory} (make dev, then open http://127.0.0.1:3000)")
-    return 0 if outcome.status == "target_reached" else 3
+        if args.json:
+            emit(args, {"campaign": campaign, "status": "waiting"})
+        return EXIT_OK
+    html, _ = report_page.write(store, campaign)
+    if args.json:
+        emit(args, {**outcome.model_dump(mode="json"), "report": str(html), "seconds": round(time.monotonic() - t0, 1)})
+    else:
+        rates = ", ".join(f"{k}: {v:.1f}%" for k, v in outcome.pass_rates.items())
+        print(f"\ncampaign {campaign}: {outcome.status} after {outcome.iterations} iteration(s) in {time.monotonic() - t0:.0f} s")
+        print(f"  pass rate by iteration (0 = baseline): {rates}")
+        print(f"  best iteration {outcome.best_iteration} ({outcome.best_pass_rate:.1f}%); cost ${outcome.cost_usd:.4f}")
+        effectiveness = store.path(campaign, None, stages.EFFECTIVENESS_MD)
+        if effectiveness.exists():
+            print("\n" + effectiveness.read_text())
+        print(f"  report: {html}")
+        print(f"  artifacts: {store.campaign_dir(campaign)}")
+        print(f"  Dagster instance: {instance.root_directory} (make dev, then open http://127.0.0.1:3000)")
+    return EXIT_OK if outcome.status == "target_reached" else EXIT_STOPPED
 
 
 def cmd_demo(args) -> int:
-    return _launch(DEMO_CONFIG, args.campaign, drive=True, prefix="demo")
+    return _launch(args, DEMO_CONFIG, drive=True, prefix="demo")
 
 
 def cmd_launch(args) -> int:
-    return _launch(Path(args.config), args.campaign, drive=args.drive, prefix="campaign")
+    return _launch(args, Path(args.config), drive=args.drive, prefix="campaign")
 
 
 def cmd_advance(args) -> int:
-    from bcomc_dagster import driver
+    from bcomc_dagster import driver, stages
 
     instance, defs, store = _ctx()
-    driver.advance(instance, defs, store, args.campaign)
-    return 0
+    with _bars(not args.json):
+        decision = driver.advance(instance, defs, store, args.campaign)
+    last = stages.latest_iteration(store, args.campaign)
+    if args.json:
+        emit(args, {"campaign": args.campaign, "decision": decision.value, "iteration": last,
+                    "pass_rate": stages.read_report(store, args.campaign, last).pass_rate})  # fmt: skip
+    return EXIT_STOPPED if decision.final and decision.value != "target_reached" else EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from bcomc_dagster import stages
+    from bcomc_dagster.reports import campaign as report_page
+
+    _, _, store = _ctx()
+    if not store.path(args.campaign, None, stages.CONFIG).exists():
+        raise InputError(f"campaign {args.campaign!r}: no such campaign under {store.root}")
+    html, md = report_page.write(store, args.campaign)
+    r = report_page.collect(store, args.campaign)
+    if args.json:
+        emit(args, {"campaign": args.campaign, "status": r.status, "html": str(html), "markdown": str(md),
+                    "pass_rates": r.rates, "cost_usd": r.cost_usd})  # fmt: skip
+    else:
+        print(f"{args.campaign}: {r.status}; report written to {html} and {md}")
+    return EXIT_OK
 
 
 def cmd_status(args) -> int:
@@ -108,8 +187,8 @@ def cmd_status(args) -> int:
             pass
         rows.append(row)
     if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
+        emit(args, rows)
+        return EXIT_OK
     from rich.console import Console
     from rich.table import Table
 
@@ -129,11 +208,13 @@ def cmd_status(args) -> int:
             print(f"{r['campaign']}: iteration {i} skipped {', '.join(services)} (generation kept failing)")
         if r["endpoint"]:
             print(f"{r['campaign']}: {r['live']} at {r['endpoint']}")
-    return 0
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bcomc", description="Closed-loop model improvement on Dagster.")
+    p = argparse.ArgumentParser(prog="bcomc", description="Closed-loop model improvement on Dagster.",
+                                epilog="exit codes: 0 done, 1 a stage failed, 2 bad input, 3 stopped short of the "
+                                "target, 4 a model server failed, 5 a model provider failed")  # fmt: skip
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("demo", help="run the demo campaign to its outcome on the embedded defaults")
     s.add_argument("--campaign", help="campaign name (default: demo-TIMESTAMP)")
@@ -149,19 +230,26 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("advance", help="run the next iteration of a campaign by hand")
     s.add_argument("campaign")
     s.set_defaults(func=cmd_advance)
-    s = sub.add_parser("status", help="campaigns, their last iteration, pass rate and live model")
+    s = sub.add_parser("status", help="campaigns: iteration, pass rate, delta, status, cost, what is live")
     s.add_argument("campaign", nargs="?")
-    s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
+    s = sub.add_parser("report", help="write a campaign's report (HTML and Markdown) into its artifact folder")
+    s.add_argument("campaign")
+    s.set_defaults(func=cmd_report)
+    for s in sub.choices.values():
+        s.add_argument("--json", action="store_true", help="the result as JSON on stdout; everything else on stderr")
     args = p.parse_args(argv)
+    args.stdout = sys.stdout
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     try:
-        return args.func(args)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        with quiet:
+            return args.func(args)
     except BcomcError as e:
-        print(f"failed: {e}", file=sys.stderr)
-        return 1
+        code = exit_code(e)
+        print(f"{'error' if code == EXIT_INPUT else 'failed'}: {e}", file=sys.stderr)
+        if args.json:
+            emit(args, {"error": str(e), "exit_code": code, "cause": getattr(e, "cause", None) or type(e).__name__})
+        return code
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from bcomc_dagster.evals.suite import resolve_suite_path
 from bcomc_dagster.llm.cost import Price
 from bcomc_dagster.llm.registry import BACKENDS, EMBEDDED, ProviderSettings
 
+DEMO_CONFIG = Path(__file__).resolve().parent / "suites" / "demo" / "campaign.json"
+
 # where the model under training is served: "local" = a server started here (vLLM where installed, else
 # transformers serve); "vllm" = vLLM, started here or at serving.base_url; "ollama" = an Ollama server
 MODEL_BACKENDS = ("local", "vllm", "ollama")

@@ -28,7 +28,7 @@ from bcomc_dagster.defs.partitions import campaigns as campaign_partitions
 from bcomc_dagster.defs.partitions import iteration_key, iterations
 from bcomc_dagster.defs.resources import default_home
 from bcomc_dagster.defs.sensors import WATCHED, evaluate_tick
-from bcomc_dagster.errors import BcomcError, InputError
+from bcomc_dagster.errors import InputError, StageFailed
 from bcomc_dagster.loop import Decision
 
 Print = Callable[[str], None]
@@ -59,15 +59,16 @@ def launch(
     check_campaign_name(campaign)
     if instance.has_dynamic_partition(campaign_partitions.name, campaign):
         raise InputError(f"campaign {campaign!r} exists already; choose another --campaign name")
-    store.write_json(campaign, None, stages.CONFIG, cfg)
     instance.add_dynamic_partitions(campaign_partitions.name, [campaign])
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("campaign_config")})
+    launch_config = cfg.model_dump(mode="json", exclude_none=True)  # Dagster maps take no nulls; None = default
+    run_config = {**QUIET_RUN, "ops": {"campaign_config": {"config": {"campaign": launch_config}}}}
     result = job.execute_in_process(
-        instance=instance, partition_key=campaign, tags={"campaign": campaign}, run_config=QUIET_RUN,
+        instance=instance, partition_key=campaign, tags={"campaign": campaign}, run_config=run_config,
         raise_on_error=False,
     )  # fmt: skip
     if not result.success:
-        raise BcomcError(f"campaign {campaign!r}: campaign_config failed; see run {result.run_id}")
+        raise _failure(campaign, "campaign_config", result)
 
 
 def _latest_cursor(instance: dg.DagsterInstance) -> str:
@@ -101,6 +102,20 @@ def _summarise(out: Print, result: dg.ExecuteInProcessResult) -> None:
             out(f"  deployment: {md['served_model']} live at {md['endpoint']} ({md['mode']}, {md['elapsed_s']:.1f} s)")
         elif name == "campaign_outcome":
             out(f"  campaign_outcome: {md['status']}")
+
+
+def _failure(campaign: str, label: str, res: dg.ExecuteInProcessResult) -> StageFailed:
+    """What failed, and why, in one line: the step, the error class and its message."""
+    for e in res.all_events:
+        if e.is_step_failure:
+            err = e.step_failure_data.error
+            cause = err.cause or err
+            first = (cause.message or "").strip().splitlines()[0] if cause.message else ""
+            return StageFailed(
+                f"campaign {campaign!r}: {label} failed at {e.step_key}: {cause.cls_name}: {first} (run {res.run_id})",
+                cause=cause.cls_name,
+            )
+    return StageFailed(f"campaign {campaign!r}: {label} failed (run {res.run_id})")
 
 
 @contextmanager
@@ -145,8 +160,7 @@ def drive(
             _summarise(out, res)
             out(f"  ({time.monotonic() - started:.0f} s)")
             if not res.success:
-                failed = [e.step_key for e in res.all_events if e.is_step_failure]
-                raise BcomcError(f"campaign {campaign!r}: {label} failed at {failed}; see run {res.run_id} in the UI")
+                raise _failure(campaign, label, res)
     outcome_path = store.path(campaign, None, stages.OUTCOME)
     return stages.Outcome.model_validate_json(outcome_path.read_text()) if outcome_path.exists() else None
 
@@ -169,5 +183,5 @@ def advance(instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactS
     )  # fmt: skip
     _summarise(out, res)
     if not res.success:
-        raise BcomcError(f"campaign {campaign!r}: iteration {nxt} failed; see run {res.run_id}")
+        raise _failure(campaign, f"iteration {nxt}", res)
     return Decision.ADVANCE

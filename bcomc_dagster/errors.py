@@ -15,3 +15,11 @@ class PredecessorMissing(BcomcError):
 
 class ServingError(BcomcError):
     """A model server did not start, did not become ready, or does not serve the expected weights."""
+
+
+class StageFailed(BcomcError):
+    """A run of the loop failed; ``cause`` is the class name of the error that failed its step."""
+
+    def __init__(self, message: str, cause: str | None = None):
+        super().__init__(message)
+        self.cause = cause

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from bcomc_dagster import costs
+from bcomc_dagster import costs, progress
 from bcomc_dagster.analysis.analyzer import Analysis, analyze
 from bcomc_dagster.analysis.effectiveness import Effectiveness, effectiveness
 from bcomc_dagster.analysis.llm_analyzer import llm_analyze
@@ -25,7 +25,7 @@ from bcomc_dagster.datagen.card import dataset_card
 from bcomc_dagster.datagen.extractive import ExtractiveWorker
 from bcomc_dagster.datagen.llm_worker import LLMWorker, synthesize
 from bcomc_dagster.datagen.snippets import service_title
-from bcomc_dagster.errors import BcomcError, PredecessorMissing, ServingError
+from bcomc_dagster.errors import BcomcError, InputError, PredecessorMissing, ServingError
 from bcomc_dagster.evals.judge import Judge, ReferenceJudge
 from bcomc_dagster.evals.llm_judge import LLMJudge, grounding_verdicts
 from bcomc_dagster.evals.report import EvalReport
@@ -58,6 +58,16 @@ OUTCOME = "outcome.json"
 EFFECTIVENESS = "effectiveness.json"
 EFFECTIVENESS_MD = "effectiveness.md"
 FAILURE = "failure.json"
+
+
+def store_config(store: ArtifactStore, campaign: str, data: dict) -> CampaignConfig:
+    """Validate a campaign's launch config and keep it; a campaign keeps the config it was launched with."""
+    cfg = parse_config(data, source=f"campaign {campaign!r}: launch config")
+    path = store.path(campaign, None, CONFIG)
+    if path.exists() and load_campaign(store, campaign) != cfg:
+        raise InputError(f"campaign {campaign!r} was launched with another config ({path}); launch a new campaign to change it")
+    store.write_json(campaign, None, CONFIG, cfg)
+    return cfg
 
 
 def load_campaign(store: ArtifactStore, campaign: str) -> CampaignConfig:
@@ -164,7 +174,8 @@ def _evaluate(store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteratio
     suite = suite_of(cfg)
     step = max(1, len(suite.questions) // 4)
 
-    def progress(done: int, total: int) -> None:
+    def on_progress(done: int, total: int) -> None:
+        progress.report(f"eval it{iteration}", done, total)
         if done % step == 0 or done == total:
             log(f"eval: {done}/{total} questions answered")
 
@@ -173,7 +184,7 @@ def _evaluate(store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteratio
     try:
         return run_suite(
             suite, dep.endpoint, dep.served_model, judge_of(store, cfg, meter), cfg.serving.eval_concurrency,
-            api_key=key, on_progress=progress, held_out=suite.held_out(cfg.held_out_fraction, cfg.held_out_seed),
+            api_key=key, on_progress=on_progress, held_out=suite.held_out(cfg.held_out_fraction, cfg.held_out_seed),
             max_judge_error_rate=cfg.judge_max_error_rate,
         )  # fmt: skip
     finally:  # what was spent counts against the budget even when the eval failed
@@ -225,7 +236,8 @@ def generate_examples(
     total = analysis.datagen_count * len(analysis.datagen_services)
     step = max(1, total // 4)
 
-    def progress(done: int, n: int) -> None:
+    def on_progress(done: int, n: int) -> None:
+        progress.report(f"generate it{iteration}", done, n)
         if done % step == 0 or done == n:
             log(f"generate: {done}/{n} pairs")
 
@@ -239,7 +251,7 @@ def generate_examples(
         result = coordinator.generate(
             suite_of(cfg), analysis.datagen_services, analysis.datagen_count, worker, campaign, iteration,
             already=already, max_retries=d.max_retries, concurrency=d.concurrency,
-            prompt_config=d.prompt_config.model_dump(), on_progress=progress,
+            prompt_config=d.prompt_config.model_dump(), on_progress=on_progress,
         )  # fmt: skip
         if d.synthesizer and result.pairs:
             synth = llm_client(store, cfg, "synthesizer", *d.synthesizer, meter)
@@ -329,6 +341,7 @@ def train_checkpoint(store: ArtifactStore, campaign: str, iteration: int, log: L
     )  # fmt: skip
 
     def on_log(step: int, total: int, loss: float) -> None:
+        progress.report(f"fine-tune it{iteration}", step, total, f"loss {loss:.3f}")
         if step % max(1, total // 4) < max(1, total // 20) or step == total:  # about five lines per run
             log(f"fine-tune: step {step}/{total} loss {loss:.4f}")
 

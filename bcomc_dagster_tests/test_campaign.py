@@ -33,8 +33,10 @@ def _materialised(instance, asset, partition):
 
 
 def test_campaign_reaches_target_in_two_iterations(env):
+    """model_backend vllm in hot-swap mode (the demo runs the same path as model_backend 'local')."""
     instance, defs, store = env
-    cfg = parse_config({"target_pass_rate": 60, "max_iterations": 4, "datagen": FAST, "finetune": TRAIN})
+    cfg = parse_config({"model_backend": "vllm", "serving": {"mode": "hot-swap"}, "target_pass_rate": 60,
+                        "max_iterations": 4, "datagen": FAST, "finetune": TRAIN})  # fmt: skip
     driver.launch(instance, defs, store, cfg, "c-target")
     outcome = driver.drive(instance, defs, store, "c-target", out=lambda s: None)
     assert outcome.status == "target_reached" and outcome.iterations == 2
@@ -45,6 +47,8 @@ def test_campaign_reaches_target_in_two_iterations(env):
         key = iteration_key("c-target", i)
         for asset in ("failure_analysis", "generated_examples", "training_dataset", "checkpoint", "deployment", "eval_report"):
             assert _materialised(instance, asset, key), (asset, i)
+    deps = [stages.Deployment.model_validate(store.read_json("c-target", i, stages.DEPLOYMENT, "d")) for i in (1, 2)]
+    assert [d.mode for d in deps] == ["hot-swap", "hot-swap"] and len({d.endpoint for d in deps}) == 1  # one server
     report = _materialised(instance, "eval_report", iteration_key("c-target", 2))[0].asset_materialization.metadata
     assert report["improvement_delta"].value > 0 and "| service" in report["per_service"].value
     ds1 = stages.dataset.read_jsonl(store.path("c-target", 1, stages.DATASET))

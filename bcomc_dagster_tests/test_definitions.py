@@ -16,8 +16,12 @@ def test_asset_graph_and_partitions():
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {
         "campaign_config", "baseline_eval", "failure_analysis", "generated_examples", "training_dataset",
-        "checkpoint", "deployment", "eval_report", "campaign_outcome",
+        "checkpoint", "deployment", "eval_report", "campaign_outcome", "campaign_report",
     }  # fmt: skip
+    groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert groups["checkpoint"] == "fine_tune" and groups["deployment"] == "deploy" and groups["eval_report"] == "evaluate"
+    assert all(graph.get(k).owners == ["team:bcomc"] and graph.get(k).code_version for k in graph.get_all_asset_keys())
+    assert {"vllm"} <= graph.get(dg.AssetKey("deployment")).kinds and "peft" in graph.get(dg.AssetKey("checkpoint")).kinds
     node = graph.get(dg.AssetKey("failure_analysis"))
     assert isinstance(node.partitions_def, dg.MultiPartitionsDefinition)
     assert {dg.AssetKey("baseline_eval"), dg.AssetKey("campaign_config")} <= set(node.parent_keys)

@@ -1,21 +1,52 @@
-"""The loop's assets: thin wrappers over ``bcomc_dagster.stages``."""
+"""The loop's assets: thin wrappers over ``bcomc_dagster.stages``.
 
+Groups follow the loop's stages; kinds name the engines an asset may run on (which one a campaign uses
+is its config's choice, recorded in the metadata).
+"""
+
+import json
 import time
+from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
 from bcomc_dagster import stages
-from bcomc_dagster.defs.metadata import cost_metadata, report_metadata
+from bcomc_dagster.config import DEMO_CONFIG
+from bcomc_dagster.defs.metadata import cost_metadata, progress_plots, report_metadata
 from bcomc_dagster.defs.partitions import campaign_iterations, campaigns, keys
 from bcomc_dagster.defs.resources import ArtifactStoreResource
+from bcomc_dagster.reports import campaign as campaign_report_page
+from bcomc_dagster.reports import plots
 
-ITER = dict(partitions_def=campaign_iterations, group_name="iteration")
+OWNERS = ["team:bcomc"]
+CODE_VERSION = "3"  # bumped when what an asset computes changes meaning
 
 
-@dg.asset(partitions_def=campaigns, group_name="campaign", kinds={"json"})
-def campaign_config(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
-    """The validated launch config of a campaign (written by `bcomc launch`)."""
-    cfg = stages.load_campaign(artifacts.store(), context.partition_key)
+def campaign_asset(group: str, **kw):
+    return dg.asset(partitions_def=campaigns, group_name=group, owners=OWNERS, code_version=CODE_VERSION, **kw)
+
+
+def iteration_asset(group: str, **kw):
+    return dg.asset(partitions_def=campaign_iterations, group_name=group, owners=OWNERS, code_version=CODE_VERSION, **kw)
+
+
+class CampaignLaunch(dg.Config):
+    campaign: dict[str, Any] = Field(
+        default_factory=lambda: json.loads(DEMO_CONFIG.read_text()),
+        description="The campaign's launch config; the default is the demo campaign (the embedded model, the demo "
+        "suite, a real vLLM server on this machine). Every field is documented in bcomc_dagster/config.py and the "
+        "README; unknown keys are rejected with the field named.",
+    )
+
+
+@campaign_asset("launch", kinds={"json"})
+def campaign_config(
+    context: dg.AssetExecutionContext, config: CampaignLaunch, artifacts: ArtifactStoreResource
+) -> dg.MaterializeResult:
+    """The validated launch config of a campaign. Materialise it for a new campaign partition (from the
+    launchpad, or `bcomc launch`); the sensor then runs the baseline and each iteration."""
+    cfg = stages.store_config(artifacts.store(), context.partition_key, config.campaign)
     return dg.MaterializeResult(
         metadata={
             "config": dg.MetadataValue.json(cfg.model_dump()),
@@ -28,7 +59,7 @@ def campaign_config(context: dg.AssetExecutionContext, artifacts: ArtifactStoreR
     )
 
 
-@dg.asset(partitions_def=campaigns, group_name="campaign", deps=[campaign_config], kinds={"pandas"})
+@campaign_asset("evaluate", deps=[campaign_config], kinds={"vllm", "pandas"})
 def baseline_eval(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """01 EVALUATE: the base model on its own endpoint, once per campaign."""
     store = artifacts.store()
@@ -36,11 +67,11 @@ def baseline_eval(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRes
     context.log.info(f"baseline pass rate {report.pass_rate:.1f}%")
     return dg.MaterializeResult(
         metadata={**report_metadata(report), "iteration": 0, "server_ready_s": dep.ready_seconds,
-                  **cost_metadata(store, context.partition_key, 0, "eval")}  # fmt: skip
+                  **cost_metadata(store, context.partition_key, 0, "eval"), **progress_plots(store, context.partition_key, 0)}  # fmt: skip
     )
 
 
-@dg.asset(**ITER, deps=[baseline_eval, campaign_config])
+@iteration_asset("analyze", deps=[baseline_eval, campaign_config], kinds={"bedrock", "anthropic", "openai"})
 def failure_analysis(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """02 ANALYZE: the weakest services of the previous eval report and a generation plan."""
     campaign, i = keys(context)
@@ -64,7 +95,7 @@ def failure_analysis(context: dg.AssetExecutionContext, artifacts: ArtifactStore
     )
 
 
-@dg.asset(**ITER, deps=[failure_analysis], kinds={"json"})
+@iteration_asset("generate", deps=[failure_analysis], kinds={"bedrock", "anthropic", "openai"})
 def generated_examples(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """03 GENERATE: grounded Q&A pairs for the targeted services, one worker call per pair."""
     campaign, i = keys(context)
@@ -86,7 +117,7 @@ def generated_examples(context: dg.AssetExecutionContext, artifacts: ArtifactSto
     )
 
 
-@dg.asset(**ITER, deps=[generated_examples], kinds={"json"})
+@iteration_asset("generate", deps=[generated_examples], kinds={"json", "pandas"})
 def training_dataset(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """The cumulative dataset: the previous iteration's rows plus this iteration's pairs that pass validation,
     grounding, decontamination and dedup (drops counted by reason; a dataset card per partition)."""
@@ -107,7 +138,7 @@ def training_dataset(context: dg.AssetExecutionContext, artifacts: ArtifactStore
     )
 
 
-@dg.asset(**ITER, deps=[training_dataset], kinds={"peft", "pytorch"})
+@iteration_asset("fine_tune", deps=[training_dataset], kinds={"peft", "pytorch", "transformers"})
 def checkpoint(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """04 FINE-TUNE: LoRA from the base on the cumulative dataset; adapter, merged weights, manifest."""
     campaign, i = keys(context)
@@ -116,6 +147,7 @@ def checkpoint(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResour
         metadata={
             "final_loss": dg.MetadataValue.float(m.final_loss),
             "loss_curve": dg.MetadataValue.json(m.loss_curve),
+            "loss_plot": dg.MetadataValue.md(plots.markdown_image(plots.loss_figure(m.loss_curve, f"Training loss, iteration {i}"), "loss")),
             "steps": m.steps,
             "data_rows": m.data_rows,
             "adapter_name": m.adapter_name,
@@ -127,7 +159,7 @@ def checkpoint(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResour
     )
 
 
-@dg.asset(**ITER, deps=[checkpoint])
+@iteration_asset("deploy", deps=[checkpoint], kinds={"vllm", "ollama"})
 def deployment(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """05 DEPLOY: the endpoint now serving this checkpoint, verified before anything evaluates it."""
     campaign, i = keys(context)
@@ -148,17 +180,19 @@ def deployment(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResour
     )
 
 
-@dg.asset(**ITER, deps=[deployment], kinds={"pandas"})
+@iteration_asset("evaluate", deps=[deployment], kinds={"vllm", "pandas"})
 def eval_report(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """06 RE-EVAL: the same suite against the live deployment; delta vs the previous iteration."""
     campaign, i = keys(context)
     store = artifacts.store()
     r = stages.reevaluate(store, campaign, i, context.log.info)
     context.log.info(f"iteration {i}: pass rate {r.pass_rate:.1f}% (delta {r.improvement_delta:+.1f})")
-    return dg.MaterializeResult(metadata={**report_metadata(r), "iteration": i, **cost_metadata(store, campaign, i, "eval")})
+    return dg.MaterializeResult(
+        metadata={**report_metadata(r), "iteration": i, **cost_metadata(store, campaign, i, "eval"), **progress_plots(store, campaign, i)}
+    )
 
 
-@dg.asset(partitions_def=campaigns, group_name="campaign", deps=[eval_report])
+@campaign_asset("outcome", deps=[eval_report], kinds={"pandas"})
 def campaign_outcome(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """How the campaign ended: target reached or max iterations; the best iteration; what is left live."""
     store = artifacts.store()
@@ -183,5 +217,25 @@ def campaign_outcome(context: dg.AssetExecutionContext, artifacts: ArtifactStore
             "campaign_cost_usd": dg.MetadataValue.float(o.cost_usd),
             **({"stop_reason": o.stop_reason} if o.stop_reason else {}),
             **({"final_model_error": o.final_model_error} if o.final_model_error else {}),
+        }
+    )
+
+
+@campaign_asset("outcome", deps=[campaign_outcome], kinds={"html", "markdown"})
+def campaign_report(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    """One page per campaign (self-contained HTML, and Markdown): outcome, curves, per-service table,
+    what each iteration targeted and gained, cost, links to the artifacts. `bcomc report` writes it too."""
+    store = artifacts.store()
+    html, md = campaign_report_page.write(store, context.partition_key)
+    r = campaign_report_page.collect(store, context.partition_key)
+    figs = campaign_report_page.figures(r)
+    return dg.MaterializeResult(
+        metadata={
+            "html": dg.MetadataValue.path(str(html)),
+            "markdown": dg.MetadataValue.path(str(md)),
+            "status": r.status,
+            "pass_rate_plot": dg.MetadataValue.md(plots.markdown_image(figs["pass_rate"], "pass rate")),
+            "service_heatmap": dg.MetadataValue.md(plots.markdown_image(figs["services"], "per-service pass rate")),
+            "cost_usd": dg.MetadataValue.float(r.cost_usd),
         }
     )

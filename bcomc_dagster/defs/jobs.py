@@ -17,6 +17,6 @@ iteration_job = dg.define_asset_job(
     description="One iteration: analyze, generate, cumulative dataset, fine-tune, deploy, re-evaluate.",
 )
 outcome_job = dg.define_asset_job(
-    "outcome_job", selection=["campaign_outcome"], partitions_def=campaigns,
-    description="Record how a campaign ended and stop its servers.",
+    "outcome_job", selection=["campaign_outcome", "campaign_report"], partitions_def=campaigns,
+    description="Record how a campaign ended, stop its servers, and write its report.",
 )  # fmt: skip

@@ -2,9 +2,10 @@
 
 import dagster as dg
 
-from bcomc_dagster import costs
+from bcomc_dagster import costs, stages
 from bcomc_dagster.artifacts import ArtifactStore
 from bcomc_dagster.evals.report import EvalReport
+from bcomc_dagster.reports import plots
 
 
 def report_metadata(report: EvalReport) -> dict:
@@ -43,3 +44,22 @@ def cost_metadata(store: ArtifactStore, campaign: str, iteration: int, stage: st
         "campaign_cost_usd": dg.MetadataValue.float(costs.campaign_cost(store, campaign)),
         **({"unpriced_models": dg.MetadataValue.json(c.unpriced)} if c.unpriced else {}),
     }
+
+
+def progress_plots(store: ArtifactStore, campaign: str, iteration: int) -> dict:
+    """The campaign so far, as the UI shows it beside each eval report: the pass-rate curve with the
+    target, the per-service heatmap, and the cost per iteration."""
+    cfg = stages.load_campaign(store, campaign)
+    reports = {i: stages.read_report(store, campaign, i) for i in store.iterations(campaign, having=stages.REPORT) if i <= iteration}
+    rates = {i: r.pass_rate for i, r in reports.items()}
+    held = {i: r.pass_rate_held_out for i, r in reports.items() if r.pass_rate_held_out is not None}
+    per_service = {s: {i: r.results_by_service[s].pass_rate for i, r in reports.items() if s in r.results_by_service}
+                   for s in reports[iteration].results_by_service}  # fmt: skip
+    spend = {i: {s: c.cost_usd for s in costs.STAGES if (c := costs.stage_cost(store, campaign, i, s))} for i in reports}
+    out = {
+        "pass_rate_plot": dg.MetadataValue.md(plots.markdown_image(plots.pass_rate_figure(rates, cfg.target_pass_rate, held or None), "pass rate")),
+        "service_heatmap": dg.MetadataValue.md(plots.markdown_image(plots.service_heatmap(per_service), "per-service pass rate")),
+    }
+    if any(v for stage_costs in spend.values() for v in stage_costs.values()):
+        out["cost_plot"] = dg.MetadataValue.md(plots.markdown_image(plots.cost_figure(spend), "cost per iteration"))
+    return out

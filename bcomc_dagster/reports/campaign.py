@@ -1,0 +1,108 @@
+"""One page per campaign, as self-contained HTML (images inline) and as Markdown (images beside it):
+the outcome, the curves, the per-service table, what each iteration targeted and gained, the cost,
+and links to the artifacts (relative to the campaign's folder, where the pages are written)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+from pydantic import BaseModel
+
+from bcomc_dagster import costs, stages
+from bcomc_dagster.analysis.effectiveness import Effectiveness
+from bcomc_dagster.artifacts import ArtifactStore
+from bcomc_dagster.reports import plots
+
+HTML = "report.html"
+MARKDOWN = "report.md"
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("bcomc_dagster.reports", "templates"), autoescape=jinja2.select_autoescape(["html"]),
+    undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+)  # fmt: skip
+
+
+class CampaignReport(BaseModel):
+    campaign: str
+    status: str
+    model_name: str
+    eval_suite: str
+    target: float
+    max_iterations: int
+    rates: dict[int, float]
+    held_out: dict[int, float]
+    effectiveness: Effectiveness
+    cost_by_iteration: dict[int, dict[str, float]]
+    cost_usd: float
+    loss_curves: dict[int, list[tuple[int, float]]]
+    live_model: str | None = None
+    artifacts: list[tuple[str, str]]  # (label, path relative to the campaign folder)
+
+
+def collect(store: ArtifactStore, campaign: str) -> CampaignReport:
+    cfg = stages.load_campaign(store, campaign)
+    last = stages.latest_iteration(store, campaign)
+    reports = {i: stages.read_report(store, campaign, i) for i in store.iterations(campaign, having=stages.REPORT)}
+    outcome = store.path(campaign, None, stages.OUTCOME)
+    status = stages.Outcome.model_validate_json(outcome.read_text()) if outcome.exists() else None
+    curves = {i: stages.read_manifest(store, campaign, i).loss_curve for i in reports if i > 0}
+    artifacts = [("effectiveness report", stages.EFFECTIVENESS_MD), ("launch config", stages.CONFIG)]
+    for i in reports:
+        names = [(stages.REPORT, "eval report"), (stages.ANALYSIS, "failure analysis"), (stages.DATASET, "training dataset"),
+                 (stages.CARD, "dataset card"), (f"{stages.CHECKPOINT}/manifest.json", "checkpoint manifest"),
+                 (stages.DEPLOYMENT, "deployment")]  # fmt: skip
+        artifacts += [(f"iteration {i}: {label}", f"{i}/{name}") for name, label in names if store.campaign_dir(campaign).joinpath(str(i), name).exists()]
+    return CampaignReport(
+        campaign=campaign, status=status.status if status else "running", model_name=cfg.model_name,
+        eval_suite=cfg.eval_suite, target=cfg.target_pass_rate, max_iterations=cfg.max_iterations,
+        rates={i: r.pass_rate for i, r in reports.items()},
+        held_out={i: r.pass_rate_held_out for i, r in reports.items() if r.pass_rate_held_out is not None},
+        effectiveness=stages.campaign_effectiveness(store, campaign),
+        cost_by_iteration={i: {s: c.cost_usd for s in costs.STAGES if (c := costs.stage_cost(store, campaign, i, s))}
+                           for i in range(last + 1)},
+        cost_usd=costs.campaign_cost(store, campaign), loss_curves=curves,
+        live_model=status.live_model if status else None, artifacts=artifacts,
+    )  # fmt: skip
+
+
+def figures(r: CampaignReport) -> dict[str, plots.Figure]:
+    figs = {
+        "pass_rate": plots.pass_rate_figure(r.rates, r.target, r.held_out or None, title=f"Pass rate — {r.campaign}"),
+        "services": plots.service_heatmap(r.effectiveness.per_service),
+        "cost": plots.cost_figure(r.cost_by_iteration),
+    }
+    if r.loss_curves:
+        last = max(r.loss_curves)
+        figs["loss"] = plots.loss_figure(r.loss_curves[last], title=f"Training loss, iteration {last}")
+    return figs
+
+
+def _context(r: CampaignReport, images: dict[str, str]) -> dict:
+    e = r.effectiveness
+    return {
+        "r": r, "e": e, "images": images,
+        "services_html": e.service_table().to_html(float_format=lambda v: f"{v:.1f}", classes="table", border=0),
+        "services_md": e.service_table().to_markdown(floatfmt=".1f"),
+        "iterations_md": e.markdown().split("## Iterations\n\n", 1)[1].split("\n\n## ", 1)[0],
+    }  # fmt: skip
+
+
+def render_html(r: CampaignReport) -> str:
+    images = {name: plots.data_uri(fig) for name, fig in figures(r).items()}
+    return _env.get_template("campaign.html.j2").render(**_context(r, images))
+
+
+def render_markdown(r: CampaignReport, images: dict[str, str]) -> str:
+    return _env.get_template("campaign.md.j2").render(**_context(r, images))
+
+
+def write(store: ArtifactStore, campaign: str) -> tuple[Path, Path]:
+    """Write report.html, report.md and its images into the campaign's folder; returns both paths."""
+    r = collect(store, campaign)
+    images = {}
+    for name, fig in figures(r).items():
+        images[name] = f"report-{name}.png"
+        store.write_bytes(campaign, None, images[name], plots.png(fig))
+    html = store.write_text(campaign, None, HTML, render_html(r))
+    md = store.write_text(campaign, None, MARKDOWN, render_markdown(r, images))
+    return html, md
