@@ -62,7 +62,7 @@ def launch(
     instance.add_dynamic_partitions(campaign_partitions.name, [campaign])
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("campaign_config")})
     launch_config = cfg.model_dump(mode="json", exclude_none=True)  # Dagster maps take no nulls; None = default
-    run_config = {**QUIET_RUN, "ops": {"campaign_config": {"config": {"campaign": launch_config}}}}
+    run_config = {**QUIET_RUN, "ops": {"campaign_config": {"config": launch_config}}}
     result = job.execute_in_process(
         instance=instance, partition_key=campaign, tags={"campaign": campaign}, run_config=run_config,
         raise_on_error=False,

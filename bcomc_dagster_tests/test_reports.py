@@ -90,22 +90,34 @@ def test_campaign_report_html_and_markdown(campaign):
 
 def test_launchpad_default_is_the_documented_demo_campaign(tmp_path, monkeypatch):
     from bcomc_dagster.definitions import defs
-    from bcomc_dagster.defs.assets import CampaignLaunch
+    from bcomc_dagster.defs.assets import LAUNCH_SCHEMA
 
-    assert parse_config(CampaignLaunch().campaign) == parse_config(json.loads(DEMO_CONFIG.read_text()))
-    field = CampaignLaunch.to_config_schema().as_field().config_type.fields["campaign"]
-    assert "documented in bcomc_dagster/config.py" in field.description
+    # every field of the launch schema, with its description and the demo's values as defaults
+    assert LAUNCH_SCHEMA["target_pass_rate"].default_value == 80 and "Stop once" in LAUNCH_SCHEMA["target_pass_rate"].description
+    datagen = LAUNCH_SCHEMA["datagen"].config_type.fields
+    assert datagen["examples_per_service"].default_value == 40 and datagen["concurrency"].default_value == 8  # demo, schema
+    assert datagen["prompt_config"].config_type.fields["persona"].default_value == "an engineer on call"
+    assert "One of" in LAUNCH_SCHEMA["analyzer_backend"].description and LAUNCH_SCHEMA["budget_usd"].default_value is None
     monkeypatch.setenv("BCOMC_HOME", str(tmp_path))
     job = defs().resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("campaign_config")})
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("campaign", ["ui"])
         assert job.execute_in_process(instance=instance, partition_key="ui").success  # the default, as the launchpad has it
         assert stages.load_campaign(ArtifactStore(tmp_path), "ui") == parse_config(json.loads(DEMO_CONFIG.read_text()))
-        other = {"ops": {"campaign_config": {"config": {"campaign": {"max_iterations": 9}}}}}
+        other = {"ops": {"campaign_config": {"config": {"max_iterations": 9}}}}
         res = job.execute_in_process(instance=instance, partition_key="ui", run_config=other, raise_on_error=False)
         assert not res.success  # a campaign keeps the config it was launched with
         err = next(e for e in res.all_events if e.is_step_failure).step_failure_data.error.cause.message
         assert "campaign 'ui' was launched with another config" in err
+        wrong = {"ops": {"campaign_config": {"config": {"max_iterations": "five"}}}}
+        with pytest.raises(dg.DagsterInvalidConfigError, match="max_iterations"):  # the launchpad says so as you type
+            job.execute_in_process(instance=instance, partition_key="ui", run_config=wrong)
+
+
+def test_a_campaign_that_cost_nothing_has_no_cost_chart(campaign):
+    for i in range(3):
+        (campaign.iteration_dir("c", i) / "cost-eval.json").unlink()
+    assert set(page.figures(page.collect(campaign, "c"))) == {"pass_rate", "services", "loss"}
 
 
 def test_cli_json_and_exit_codes(campaign, tmp_path, monkeypatch, capsys):

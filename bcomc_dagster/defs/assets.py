@@ -6,13 +6,12 @@ is its config's choice, recorded in the metadata).
 
 import json
 import time
-from typing import Any
 
 import dagster as dg
-from pydantic import Field
 
 from bcomc_dagster import stages
-from bcomc_dagster.config import DEMO_CONFIG
+from bcomc_dagster.config import DEMO_CONFIG, CampaignConfig
+from bcomc_dagster.defs import launch_schema
 from bcomc_dagster.defs.metadata import cost_metadata, progress_plots, report_metadata
 from bcomc_dagster.defs.partitions import campaign_iterations, campaigns, keys
 from bcomc_dagster.defs.resources import ArtifactStoreResource
@@ -31,22 +30,16 @@ def iteration_asset(group: str, **kw):
     return dg.asset(partitions_def=campaign_iterations, group_name=group, owners=OWNERS, code_version=CODE_VERSION, **kw)
 
 
-class CampaignLaunch(dg.Config):
-    campaign: dict[str, Any] = Field(
-        default_factory=lambda: json.loads(DEMO_CONFIG.read_text()),
-        description="The campaign's launch config; the default is the demo campaign (the embedded model, the demo "
-        "suite, a real vLLM server on this machine). Every field is documented in bcomc_dagster/config.py and the "
-        "README; unknown keys are rejected with the field named.",
-    )
+# every field of the launch schema, documented, with the demo campaign's values as defaults
+LAUNCH_SCHEMA = launch_schema.fields(CampaignConfig, json.loads(DEMO_CONFIG.read_text()))
 
 
-@campaign_asset("launch", kinds={"json"})
-def campaign_config(
-    context: dg.AssetExecutionContext, config: CampaignLaunch, artifacts: ArtifactStoreResource
-) -> dg.MaterializeResult:
+@campaign_asset("launch", kinds={"json"}, config_schema=LAUNCH_SCHEMA)
+def campaign_config(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """The validated launch config of a campaign. Materialise it for a new campaign partition (from the
-    launchpad, or `bcomc launch`); the sensor then runs the baseline and each iteration."""
-    cfg = stages.store_config(artifacts.store(), context.partition_key, config.campaign)
+    launchpad, whose defaults are the demo campaign, or `bcomc launch`); the sensor then runs the
+    baseline and each iteration."""
+    cfg = stages.store_config(artifacts.store(), context.partition_key, context.op_execution_context.op_config)
     return dg.MaterializeResult(
         metadata={
             "config": dg.MetadataValue.json(cfg.model_dump()),

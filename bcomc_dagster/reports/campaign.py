@@ -69,8 +69,9 @@ def figures(r: CampaignReport) -> dict[str, plots.Figure]:
     figs = {
         "pass_rate": plots.pass_rate_figure(r.rates, r.target, r.held_out or None, title=f"Pass rate — {r.campaign}"),
         "services": plots.service_heatmap(r.effectiveness.per_service),
-        "cost": plots.cost_figure(r.cost_by_iteration),
     }
+    if r.cost_usd > 0:  # the embedded defaults cost nothing: no empty chart
+        figs["cost"] = plots.cost_figure(r.cost_by_iteration)
     if r.loss_curves:
         last = max(r.loss_curves)
         figs["loss"] = plots.loss_figure(r.loss_curves[last], title=f"Training loss, iteration {last}")

@@ -1,0 +1,66 @@
+"""The campaign launch schema as Dagster config, generated from the pydantic one: the launchpad then shows
+every field with its description and default (the demo campaign's values) and checks types as the user
+types. pydantic still validates the whole config when the asset runs (ranges, rules across fields)."""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any, Literal
+
+import dagster as dg
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+_SCALARS = {bool: dg.Bool, int: dg.Int, float: dg.Float, str: dg.String}
+
+
+def _type(ann: Any):
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return dg.Noneable(_type(inner[0]))
+        return dg.Any
+    if origin is Literal:
+        return dg.String  # the allowed values are in the description; pydantic enforces them
+    if origin is dict:
+        return dg.Map(str, _type(args[1]))
+    if origin in (list, tuple):
+        return dg.Array(_type(args[0]))
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return dg.Shape(fields(ann))
+    return _SCALARS.get(ann, dg.Any)
+
+
+def _default(field) -> Any:
+    if field.default is not PydanticUndefined:
+        d = field.default
+    elif field.default_factory is not None:
+        d = field.default_factory()
+    else:
+        return PydanticUndefined
+    return d.model_dump(mode="json") if isinstance(d, BaseModel) else d
+
+
+def fields(model: type[BaseModel], defaults: dict | None = None) -> dict[str, dg.Field]:
+    """Dagster fields for a pydantic model; ``defaults`` (e.g. the demo config) override its defaults."""
+    out = {}
+    for name, f in model.model_fields.items():
+        default = _default(f)
+        sub = (defaults or {}).get(name, PydanticUndefined)
+        if isinstance(default, dict) and isinstance(sub, dict):
+            default = {**default, **sub}
+        elif sub is not PydanticUndefined:
+            default = sub
+        kind = _type(f.annotation)
+        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel) and isinstance(default, dict):
+            kind = dg.Shape(fields(f.annotation, default))  # nested defaults, field by field...
+            full = f.annotation.model_validate(default).model_dump(mode="json")  # ...and whole, when omitted
+            out[name] = dg.Field(kind, default_value=full, is_required=False, description=f.description)
+            continue
+        if default is PydanticUndefined:
+            out[name] = dg.Field(kind, is_required=True, description=f.description)
+        else:
+            out[name] = dg.Field(kind, default_value=default, is_required=False, description=f.description)
+    return out
