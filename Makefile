@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export BCOMC_HOME ?= $(CURDIR)/.bcomc
 export DAGSTER_HOME ?= $(BCOMC_HOME)/dagster
 
-.PHONY: install browser demo test test-fast test-paid dev clean
+.PHONY: install browser services demo test test-fast test-paid dev clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,7 +27,13 @@ browser:
 demo: install
 	$(VENV)/bin/bcomc demo
 
-test: install browser
+# PostgreSQL on loopback for the production-instance tests: started when installed and not running
+services:
+	@pg_isready -q -h 127.0.0.1 || { command -v pg_ctlcluster >/dev/null && \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start; } || \
+		{ echo "start PostgreSQL on 127.0.0.1:5432 for the production-instance tests"; exit 1; }
+
+test: install browser services
 	$(VENV)/bin/pytest -q -m "not paid"
 
 test-fast: install

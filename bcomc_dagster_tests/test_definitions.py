@@ -22,6 +22,8 @@ def test_asset_graph_and_partitions():
     assert groups["checkpoint"] == "fine_tune" and groups["deployment"] == "deploy" and groups["eval_report"] == "evaluate"
     assert all(graph.get(k).owners == ["team:bcomc"] and graph.get(k).code_version for k in graph.get_all_asset_keys())
     assert {"vllm"} <= graph.get(dg.AssetKey("deployment")).kinds and "peft" in graph.get(dg.AssetKey("checkpoint")).kinds
+    pooled = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).pools}
+    assert pooled == {"checkpoint", "deployment"} and graph.get(dg.AssetKey("checkpoint")).pools == {"gpu"}
     node = graph.get(dg.AssetKey("failure_analysis"))
     assert isinstance(node.partitions_def, dg.MultiPartitionsDefinition)
     assert {dg.AssetKey("baseline_eval"), dg.AssetKey("campaign_config")} <= set(node.parent_keys)

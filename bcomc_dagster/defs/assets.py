@@ -131,7 +131,10 @@ def training_dataset(context: dg.AssetExecutionContext, artifacts: ArtifactStore
     )
 
 
-@iteration_asset("fine_tune", deps=[training_dataset], kinds={"peft", "pytorch", "transformers"})
+GPU_POOL = "gpu"  # deploy/dagster.yaml caps the steps of this pool running at once
+
+
+@iteration_asset("fine_tune", deps=[training_dataset], kinds={"peft", "pytorch", "transformers"}, pool=GPU_POOL)
 def checkpoint(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """04 FINE-TUNE: LoRA from the base on the cumulative dataset; adapter, merged weights, manifest."""
     campaign, i = keys(context)
@@ -152,7 +155,7 @@ def checkpoint(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResour
     )
 
 
-@iteration_asset("deploy", deps=[checkpoint], kinds={"vllm", "ollama"})
+@iteration_asset("deploy", deps=[checkpoint], kinds={"vllm", "ollama"}, pool=GPU_POOL)
 def deployment(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """05 DEPLOY: the endpoint now serving this checkpoint, verified before anything evaluates it."""
     campaign, i = keys(context)

@@ -1,0 +1,83 @@
+"""The production instance (deploy/dagster.yaml) on the PostgreSQL server of this machine: the config
+validates, and a campaign runs to its outcome on it with the sensor, its runs and events in PostgreSQL.
+`make test` starts PostgreSQL when it is installed and stopped."""
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import psycopg2
+import pytest
+import yaml
+from dagster._core.instance.config import dagster_instance_config
+
+from bcomc_dagster import driver, stages
+from bcomc_dagster.artifacts import ArtifactStore
+from bcomc_dagster.config import parse_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.postgres]
+ROOT = Path(__file__).resolve().parent.parent
+PG = {"host": os.environ.get("BCOMC_TEST_PG_HOST", "127.0.0.1"), "user": os.environ.get("BCOMC_TEST_PG_USER", "postgres")}
+
+
+@pytest.fixture
+def database():
+    """A new, empty database on the local server, dropped afterwards."""
+    name = f"bcomc_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg2.connect(dbname="postgres", **PG)
+    except psycopg2.OperationalError as e:
+        pytest.fail(f"PostgreSQL at {PG['host']}:5432 is not reachable ({e}); `make test` starts it when installed")
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        yield name
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture
+def pg_env(database, monkeypatch):
+    for k, v in {"DAGSTER_PG_USERNAME": PG["user"], "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_HOST": PG["host"],
+                 "DAGSTER_PG_DB": database, "DAGSTER_COMPUTE_LOG_BUCKET": "bcomc-logs"}.items():  # fmt: skip
+        monkeypatch.setenv(k, v)
+    return database
+
+
+def test_the_production_config_validates(pg_env, tmp_path):
+    shutil.copy(ROOT / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
+    cfg, _ = dagster_instance_config(str(tmp_path))
+    assert cfg["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    limits = cfg["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert limits == [{"key": "campaign", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
+    assert cfg["concurrency"]["pools"] == {"granularity": "op", "default_limit": 1}
+
+
+def test_campaign_runs_to_its_outcome_on_postgres(pg_env, tmp_path, monkeypatch):
+    home = tmp_path / "dagster"
+    home.mkdir()
+    config = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
+    config.pop("compute_logs")  # S3 compute logs are another test's; the rest is the production file
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("BCOMC_HOME", str(tmp_path / "artifacts"))
+    cfg = parse_config({"target_pass_rate": 100, "max_iterations": 1, "datagen": {"examples_per_service": 5},
+                        "finetune": {"epochs": 1}})  # fmt: skip
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        store = ArtifactStore(tmp_path / "artifacts")
+        defs = driver.load_defs()
+        driver.launch(instance, defs, store, cfg, "c-pg")
+        outcome = driver.drive(instance, defs, store, "c-pg", out=lambda s: None)
+        assert outcome.status == "max_iterations_reached" and outcome.iterations == 1
+        run_keys = {r.tags.get("dagster/run_key") for r in instance.get_runs()}
+        assert {"c-pg:0", "c-pg:1", "c-pg:outcome"} <= run_keys
+        assert stages.read_report(store, "c-pg", 1).model
+    with psycopg2.connect(dbname=pg_env, **PG) as conn, conn.cursor() as cur:  # the records are in PostgreSQL
+        cur.execute("SELECT count(*) FROM runs WHERE status = 'SUCCESS'")
+        assert cur.fetchone()[0] == 4  # campaign_config, baseline, iteration 1, outcome + report
+        cur.execute("SELECT count(*) FROM event_logs WHERE asset_key = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'",
+                    ('["eval_report"]',))  # fmt: skip
+        assert cur.fetchone()[0] == 1
