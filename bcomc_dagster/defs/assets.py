@@ -14,7 +14,7 @@ from bcomc_dagster.config import DEMO_CONFIG, CampaignConfig
 from bcomc_dagster.defs import launch_schema
 from bcomc_dagster.defs.metadata import cost_metadata, progress_plots, report_metadata
 from bcomc_dagster.defs.partitions import campaign_iterations, campaigns, keys
-from bcomc_dagster.defs.resources import ArtifactStoreResource
+from bcomc_dagster.defs.resources import ArtifactStoreResource, mirrored
 from bcomc_dagster.reports import campaign as campaign_report_page
 from bcomc_dagster.reports import plots
 
@@ -23,11 +23,13 @@ CODE_VERSION = "3"  # bumped when what an asset computes changes meaning
 
 
 def campaign_asset(group: str, **kw):
-    return dg.asset(partitions_def=campaigns, group_name=group, owners=OWNERS, code_version=CODE_VERSION, **kw)
+    asset = dg.asset(partitions_def=campaigns, group_name=group, owners=OWNERS, code_version=CODE_VERSION, **kw)
+    return lambda fn: asset(mirrored(fn))
 
 
 def iteration_asset(group: str, **kw):
-    return dg.asset(partitions_def=campaign_iterations, group_name=group, owners=OWNERS, code_version=CODE_VERSION, **kw)
+    asset = dg.asset(partitions_def=campaign_iterations, group_name=group, owners=OWNERS, code_version=CODE_VERSION, **kw)
+    return lambda fn: asset(mirrored(fn))
 
 
 # every field of the launch schema, documented, with the demo campaign's values as defaults

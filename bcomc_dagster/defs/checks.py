@@ -3,10 +3,11 @@ import dagster as dg
 from bcomc_dagster import stages
 from bcomc_dagster.defs.assets import training_dataset
 from bcomc_dagster.defs.partitions import keys
-from bcomc_dagster.defs.resources import ArtifactStoreResource
+from bcomc_dagster.defs.resources import ArtifactStoreResource, mirrored
 
 
 @dg.asset_check(asset=training_dataset, blocking=True)
+@mirrored
 def no_eval_questions_in_training_data(
     context: dg.AssetCheckExecutionContext, artifacts: ArtifactStoreResource
 ) -> dg.AssetCheckResult:

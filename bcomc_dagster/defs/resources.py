@@ -1,8 +1,14 @@
+import functools
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from bcomc_dagster.artifacts import ArtifactStore
+from bcomc_dagster.s3_mirror import S3Mirror, campaign_of
 
 
 def default_home() -> str:
@@ -10,14 +16,57 @@ def default_home() -> str:
 
 
 class ArtifactStoreResource(dg.ConfigurableResource):
-    """Where every artifact lives, addressed by {campaign}/{iteration}/{name}."""
+    """Where every artifact lives, addressed by {campaign}/{iteration}/{name}: a local folder, mirrored to
+    S3 (``s3_bucket``) so that steps on any machine read and write the same campaign."""
 
     root: str
+    s3_bucket: str | None = None
+    s3_prefix: str = "bcomc"
+    s3: S3Resource = S3Resource()  # endpoint, region, credentials (dagster-aws); used when s3_bucket is set
 
     def store(self) -> ArtifactStore:
         return ArtifactStore(self.root)
 
+    def mirror(self) -> S3Mirror | None:
+        return S3Mirror(self.s3.get_client(), self.s3_bucket, self.s3_prefix) if self.s3_bucket else None
+
+    def pull(self, campaign: str) -> None:
+        if mirror := self.mirror():
+            mirror.pull(self.store(), campaign)
+
+    @contextmanager
+    def synced(self, campaign: str) -> Iterator[ArtifactStore]:
+        """The campaign's artifacts brought down before a step, and what it wrote sent up after it succeeded."""
+        store, mirror = self.store(), self.mirror()
+        if mirror:
+            mirror.pull(store, campaign)
+        started = time.time()
+        yield store
+        if mirror:
+            mirror.push(store, campaign, since=started)
+
+
+def mirrored(fn):
+    """Run an asset or check body between a pull and a push of its campaign's artifacts."""
+
+    @functools.wraps(fn)
+    def body(context, *args, **kwargs):
+        key = context.partition_key
+        with kwargs["artifacts"].synced(campaign_of(key if isinstance(key, str) else str(key))):
+            return fn(context, *args, **kwargs)
+
+    return body
+
+
+def _from_env() -> ArtifactStoreResource:
+    """BCOMC_HOME is the local folder; BCOMC_S3_BUCKET (+ BCOMC_S3_PREFIX, AWS_ENDPOINT_URL) turns on S3."""
+    return ArtifactStoreResource(
+        root=default_home(), s3_bucket=os.environ.get("BCOMC_S3_BUCKET") or None,
+        s3_prefix=os.environ.get("BCOMC_S3_PREFIX", "bcomc"),
+        s3=S3Resource(endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None),
+    )  # fmt: skip
+
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"artifacts": ArtifactStoreResource(root=default_home())})
+    return dg.Definitions(resources={"artifacts": _from_env()})

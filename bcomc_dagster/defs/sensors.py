@@ -35,7 +35,8 @@ def _campaign_and_iteration(asset: str, partition: str) -> tuple[str, int]:
     return partition, 0
 
 
-def evaluate_tick(context: dg.SensorEvaluationContext, store) -> dg.SensorResult:
+def evaluate_tick(context: dg.SensorEvaluationContext, store, pull=lambda campaign: None) -> dg.SensorResult:
+    """``pull(campaign)`` brings a campaign's artifacts here first (from S3, when they live there)."""
     cursor = json.loads(context.cursor) if context.cursor else {}
     runs: list[dg.RunRequest] = []
     new_iterations: list[str] = []
@@ -44,6 +45,7 @@ def evaluate_tick(context: dg.SensorEvaluationContext, store) -> dg.SensorResult
         for rec in _new_records(context.instance, asset, cursor.get(asset)):
             cursor[asset] = rec.storage_id
             campaign, i = _campaign_and_iteration(asset, rec.partition_key)
+            pull(campaign)
             tags = {CAMPAIGN_TAG: campaign}
             if asset == "campaign_config":
                 if store.path(campaign, 0, stages.REPORT).exists():
@@ -88,4 +90,4 @@ def evaluate_tick(context: dg.SensorEvaluationContext, store) -> dg.SensorResult
 )
 def campaign_sensor(context: dg.SensorEvaluationContext, artifacts: ArtifactStoreResource) -> dg.SensorResult:
     """Advances every campaign to its next iteration until its target or max iterations."""
-    return evaluate_tick(context, artifacts.store())
+    return evaluate_tick(context, artifacts.store(), artifacts.pull)
