@@ -52,7 +52,9 @@ def test_the_production_config_validates(pg_env, tmp_path):
     cfg, _ = dagster_instance_config(str(tmp_path))
     assert cfg["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
     limits = cfg["concurrency"]["runs"]["tag_concurrency_limits"]
-    assert limits == [{"key": "campaign", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
+    per_value = {"applyLimitPerUniqueValue": True}
+    assert limits == [{"key": "campaign", "value": per_value, "limit": 1},
+                      {"key": "dagster/partition/campaign", "value": per_value, "limit": 1}]  # fmt: skip
     assert cfg["concurrency"]["pools"] == {"granularity": "op", "default_limit": 1}
 
 
