@@ -87,6 +87,10 @@ class FinetuneConfig(_Strict):
     learning_rate: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate (linear decay).")
     batch_size: int = Field(16, ge=1, le=4096)
     threads: int | None = Field(None, ge=1, description="CPU threads for training; default: torch's choice.")
+    runner: Literal["in-process", "pipes"] = Field(
+        "in-process", description="'pipes': train in a Dagster Pipes process (the `finetune_pipes` resource: a "
+        "subprocess by default, a Kubernetes or ECS Pipes client for a GPU machine), its logs streamed into the run.",
+    )
 
     @field_validator("rank")
     @classmethod

@@ -5,6 +5,7 @@ is its config's choice, recorded in the metadata).
 """
 
 import json
+import sys
 import time
 
 import dagster as dg
@@ -137,10 +138,19 @@ GPU_POOL = "gpu"  # deploy/dagster.yaml caps the steps of this pool running at o
 
 
 @iteration_asset("fine_tune", deps=[training_dataset], kinds={"peft", "pytorch", "transformers"}, pool=GPU_POOL)
-def checkpoint(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
-    """04 FINE-TUNE: LoRA from the base on the cumulative dataset; adapter, merged weights, manifest."""
+def checkpoint(
+    context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource, finetune_pipes: dg.PipesSubprocessClient
+) -> dg.MaterializeResult:
+    """04 FINE-TUNE: LoRA from the base on the cumulative dataset; adapter, merged weights, manifest.
+    With finetune.runner 'pipes' the training runs in a Dagster Pipes process (another machine, in production)."""
     campaign, i = keys(context)
-    m = stages.train_checkpoint(artifacts.store(), campaign, i, context.log.info)
+    store = artifacts.store()
+    if stages.load_campaign(store, campaign).finetune.runner == "pipes":
+        extras = {"root": str(store.root), "campaign": campaign, "iteration": i}
+        finetune_pipes.run(context=context, command=[sys.executable, "-m", "bcomc_dagster.training.remote"], extras=extras)
+        m = stages.read_manifest(store, campaign, i)
+    else:
+        m = stages.train_checkpoint(store, campaign, i, context.log.info)
     return dg.MaterializeResult(
         metadata={
             "final_loss": dg.MetadataValue.float(m.final_loss),

@@ -69,4 +69,6 @@ def _from_env() -> ArtifactStoreResource:
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"artifacts": _from_env()})
+    # where fine-tuning runs with finetune.runner 'pipes': a subprocess here; swap in dagster-k8s's
+    # PipesK8sClient (or dagster-aws's PipesECSClient) to train on a GPU machine
+    return dg.Definitions(resources={"artifacts": _from_env(), "finetune_pipes": dg.PipesSubprocessClient()})

@@ -1,0 +1,48 @@
+"""Fine-tuning through Dagster Pipes (finetune.runner 'pipes'): a real subprocess trains, its progress
+streams into the run's logs, the checkpoint lands in the store, and a failure there fails the step."""
+
+import dagster as dg
+import pytest
+
+from bcomc_dagster import stages
+from bcomc_dagster.artifacts import ArtifactStore
+from bcomc_dagster.config import parse_config
+from bcomc_dagster.datagen import dataset
+from bcomc_dagster.datagen.schema import Provenance, QAPair
+from bcomc_dagster.defs.partitions import iteration_key
+
+pytestmark = pytest.mark.slow
+
+
+def _messages(instance, run_id) -> list[str]:
+    return [e.user_message for e in instance.all_logs(run_id)]
+
+
+def test_checkpoint_trains_in_a_pipes_process(tmp_path, monkeypatch):
+    from bcomc_dagster.definitions import defs
+
+    monkeypatch.setenv("BCOMC_HOME", str(tmp_path))
+    store = ArtifactStore(tmp_path)
+    store.write_json("c", None, stages.CONFIG, parse_config({"finetune": {"runner": "pipes", "epochs": 2, "batch_size": 4}}))
+    pairs = [QAPair(service="s", question=f"What is the port of Svc{k}?", answer=f"The port of Svc{k} is {7000 + k}.",
+                    provenance=Provenance(campaign="c", iteration=1, model="m", snippet="-")) for k in range(8)]  # fmt: skip
+    dataset.write_jsonl(store.path("c", 1, stages.DATASET), pairs)
+    job = defs().resolve_job_def("iteration_job").get_subset(asset_selection={dg.AssetKey("checkpoint")})
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("campaign", ["c"])
+        instance.add_dynamic_partitions("iteration", ["1", "2"])
+        res = job.execute_in_process(instance=instance, partition_key=iteration_key("c", 1))
+        assert res.success
+        logs = _messages(instance, res.run_id)
+        assert any("fine-tune: step 4/4 loss" in m for m in logs)  # streamed from the Pipes process
+        assert any("fine-tune: done, 4 steps" in m for m in logs)
+        m = stages.read_manifest(store, "c", 1)
+        assert m.steps == 4 and m.data_rows == 8 and m.settings.epochs == 2
+        md = res.get_asset_materialization_events()[0].materialization.metadata
+        assert md["steps"].value == 4 and md["final_loss"].value == pytest.approx(m.final_loss)
+
+        # iteration 2 has no dataset: the Pipes process fails and so does the step, saying why
+        bad = job.execute_in_process(instance=instance, partition_key=iteration_key("c", 2), raise_on_error=False)
+        assert not bad.success
+        assert any("the training dataset of iteration 2 is missing" in (m or "") for m in _messages(instance, bad.run_id))
+        assert not store.path("c", 2, stages.CHECKPOINT).exists()
