@@ -135,9 +135,11 @@ def training_dataset(context: dg.AssetExecutionContext, artifacts: ArtifactStore
 
 
 GPU_POOL = "gpu"  # deploy/dagster.yaml caps the steps of this pool running at once
+# on Kubernetes (k8s_job_executor) these steps' pods ask for a GPU
+GPU_K8S = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
 
 
-@iteration_asset("fine_tune", deps=[training_dataset], kinds={"peft", "pytorch", "transformers"}, pool=GPU_POOL)
+@iteration_asset("fine_tune", deps=[training_dataset], kinds={"peft", "pytorch", "transformers"}, pool=GPU_POOL, op_tags=GPU_K8S)
 def checkpoint(
     context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource, finetune_pipes: dg.PipesSubprocessClient
 ) -> dg.MaterializeResult:
@@ -167,7 +169,7 @@ def checkpoint(
     )
 
 
-@iteration_asset("deploy", deps=[checkpoint], kinds={"vllm", "ollama"}, pool=GPU_POOL)
+@iteration_asset("deploy", deps=[checkpoint], kinds={"vllm", "ollama"}, pool=GPU_POOL, op_tags=GPU_K8S)
 def deployment(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """05 DEPLOY: the endpoint now serving this checkpoint, verified before anything evaluates it."""
     campaign, i = keys(context)
