@@ -27,11 +27,14 @@ browser:
 demo: install
 	$(VENV)/bin/bcomc demo
 
-# PostgreSQL on loopback for the production-instance tests: started when installed and not running
+# PostgreSQL and RabbitMQ on loopback for the production tests: started when installed and not running
 services:
 	@pg_isready -q -h 127.0.0.1 || { command -v pg_ctlcluster >/dev/null && \
 		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start; } || \
 		{ echo "start PostgreSQL on 127.0.0.1:5432 for the production-instance tests"; exit 1; }
+	@(exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null || { command -v rabbitmq-server >/dev/null && \
+		rabbitmq-server -detached && for i in $$(seq 60); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 1; done; } || \
+		{ echo "start RabbitMQ on 127.0.0.1:5672 for the Celery test"; exit 1; }
 
 test: install browser services
 	$(VENV)/bin/pytest -q -m "not paid"

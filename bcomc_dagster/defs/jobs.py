@@ -8,12 +8,18 @@ CAMPAIGN_TAG = "campaign"
 
 
 def step_executor() -> dg.ExecutorDefinition | None:
-    """BCOMC_EXECUTOR=k8s: every step of the loop's jobs in its own Kubernetes pod (deploy/k8s); else the
-    instance's default executor."""
-    if os.environ.get("BCOMC_EXECUTOR") == "k8s":
+    """BCOMC_EXECUTOR=k8s: every step of the loop's jobs in its own Kubernetes pod (deploy/k8s);
+    BCOMC_EXECUTOR=celery: steps as tasks on Celery workers (dagster-celery; broker in the run config);
+    else the instance's default executor."""
+    executor = os.environ.get("BCOMC_EXECUTOR")
+    if executor == "k8s":
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor
+    if executor == "celery":
+        from dagster_celery import celery_executor
+
+        return celery_executor
     return None
 
 
