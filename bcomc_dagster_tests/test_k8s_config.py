@@ -31,6 +31,7 @@ def test_the_k8s_instance_and_its_run_launcher_validate(env):
     result = process_config(K8sRunLauncher.config_type(), launcher["config"])
     assert result.success, result.errors
     assert result.value["instance_config_map"] == "dagster-instance" and result.value["job_namespace"] == "bcomc"
+    assert cfg["run_retries"]["enabled"] and not cfg["run_retries"]["retry_on_asset_or_op_failure"]
 
 
 def test_the_step_executor_run_config_validates_against_the_iteration_job(monkeypatch):

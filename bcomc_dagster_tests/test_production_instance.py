@@ -56,6 +56,8 @@ def test_the_production_config_validates(pg_env, tmp_path):
     assert limits == [{"key": "campaign", "value": per_value, "limit": 1},
                       {"key": "dagster/partition/campaign", "value": per_value, "limit": 1}]  # fmt: skip
     assert cfg["concurrency"]["pools"] == {"granularity": "op", "default_limit": 1}
+    # lost workers are retried by the daemon; a stage's own error is not
+    assert cfg["run_retries"] == {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False}
 
 
 def test_campaign_runs_to_its_outcome_on_postgres(pg_env, tmp_path, monkeypatch):
