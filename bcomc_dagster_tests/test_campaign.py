@@ -102,6 +102,26 @@ def test_iteration_without_predecessor_fails_fast_naming_it(env):
     assert "the eval report of iteration 2 is missing" in failure.step_failure_data.error.cause.message
 
 
+def test_backfill_iteration_ahead_of_an_earlier_one_fails_fast_naming_it(env):
+    """An asset backfill may start iteration 2 while iteration 1 of the same backfill still waits in the
+    queue: iteration 2 must not read what iteration 1 is about to replace."""
+    instance, defs, store = env
+    store.write_json("c-bf", None, stages.CONFIG, parse_config({}))
+    instance.add_dynamic_partitions("campaign", ["c-bf"])
+    instance.add_dynamic_partitions("iteration", ["1", "2"])
+    tags = {"dagster/backfill": "bf1", "dagster/partition/campaign": "c-bf"}
+    job = defs.resolve_job_def("iteration_job")
+    for it, bf, status in (("1", "bf1", dg.DagsterRunStatus.NOT_STARTED), ("1", "other", dg.DagsterRunStatus.NOT_STARTED),
+                           ("3", "bf1", dg.DagsterRunStatus.NOT_STARTED), ("1", "bf1", dg.DagsterRunStatus.FAILURE)):  # fmt: skip
+        instance.create_run_for_job(job, tags={**tags, "dagster/backfill": bf, "dagster/partition/iteration": it}, status=status)
+    res = job.execute_in_process(instance=instance, partition_key=iteration_key("c-bf", 2), raise_on_error=False,
+                                 tags={**tags, "dagster/partition/iteration": "2"})  # fmt: skip
+    failure = [e for e in res.all_events if e.is_step_failure][0]
+    assert failure.step_key == "failure_analysis"
+    assert "iteration 1 of the same backfill has not run yet" in failure.step_failure_data.error.cause.message
+    assert not store.path("c-bf", 2, stages.ANALYSIS).exists()
+
+
 def test_launch_refuses_a_duplicate_campaign(env):
     instance, defs, store = env
     instance.add_dynamic_partitions("campaign", ["dup"])

@@ -14,8 +14,9 @@ from bcomc_dagster import stages
 from bcomc_dagster.config import DEMO_CONFIG, CampaignConfig
 from bcomc_dagster.defs import launch_schema
 from bcomc_dagster.defs.metadata import cost_metadata, progress_plots, report_metadata
-from bcomc_dagster.defs.partitions import campaign_iterations, campaigns, keys
+from bcomc_dagster.defs.partitions import campaign_iterations, campaigns, earlier_in_backfill, keys
 from bcomc_dagster.defs.resources import ArtifactStoreResource, mirrored
+from bcomc_dagster.errors import PredecessorMissing
 from bcomc_dagster.reports import campaign as campaign_report_page
 from bcomc_dagster.reports import plots
 
@@ -71,6 +72,12 @@ def baseline_eval(context: dg.AssetExecutionContext, artifacts: ArtifactStoreRes
 def failure_analysis(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """02 ANALYZE: the weakest services of the previous eval report and a generation plan."""
     campaign, i = keys(context)
+    if pending := earlier_in_backfill(context):
+        raise PredecessorMissing(
+            f"campaign {campaign!r} iteration {i}: iteration {pending[0]} of the same backfill has not run yet, and this "
+            f"one would read what it is about to replace; re-run iteration {i} after it (backfills of iteration_job "
+            "submit iterations in order)"
+        )
     store = artifacts.store()
     a = stages.analyze_failures(store, campaign, i)
     context.log.info(a.summary)
