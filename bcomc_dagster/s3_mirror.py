@@ -40,12 +40,15 @@ class S3Mirror:
                 return out
             token = page["NextContinuationToken"]
 
-    def pull(self, store: ArtifactStore, campaign: str) -> int:
-        """Download the campaign's objects missing (or of another size) locally; returns how many."""
+    def pull(self, store: ArtifactStore, campaign: str, only: tuple[str, ...] = ()) -> int:
+        """Download the campaign's objects missing (or of another size) locally, or only those under the
+        relative paths ``only``; returns how many."""
         root = store.campaign_dir(campaign)
         n = 0
         for rel, size in self.keys(campaign).items():
             local = root / rel
+            if only and not rel.startswith(only):
+                continue
             if local.is_file() and local.stat().st_size == size:
                 continue
             local.parent.mkdir(parents=True, exist_ok=True)

@@ -155,8 +155,9 @@ def checkpoint(
     campaign, i = keys(context)
     store = artifacts.store()
     if stages.load_campaign(store, campaign).finetune.runner == "pipes":
-        extras = {"root": str(store.root), "campaign": campaign, "iteration": i}
+        extras = {"root": str(store.root), "campaign": campaign, "iteration": i, **artifacts.s3_extras()}
         finetune_pipes.run(context=context, command=[sys.executable, "-m", "bcomc_dagster.training.remote"], extras=extras)
+        artifacts.pull(campaign)  # what a process on another machine wrote to the bucket
         m = stages.read_manifest(store, campaign, i)
     else:
         m = stages.train_checkpoint(store, campaign, i, context.log.info)

@@ -30,6 +30,12 @@ class ArtifactStoreResource(dg.ConfigurableResource):
     def mirror(self) -> S3Mirror | None:
         return S3Mirror(self.s3.get_client(), self.s3_bucket, self.s3_prefix) if self.s3_bucket else None
 
+    def s3_extras(self) -> dict[str, str]:
+        """Where the bucket is, for a process elsewhere (a Pipes pod) that reads and writes it itself."""
+        if not self.s3_bucket:
+            return {}
+        return {"s3_bucket": self.s3_bucket, "s3_prefix": self.s3_prefix, **({"s3_endpoint_url": self.s3.endpoint_url} if self.s3.endpoint_url else {})}
+
     def pull(self, campaign: str) -> None:
         if mirror := self.mirror():
             mirror.pull(self.store(), campaign)
