@@ -53,6 +53,11 @@ def test_fine_tune_and_deploy_steps_ask_for_a_gpu():
         k8s = get_user_defined_k8s_config(op_tags)
         assert k8s.container_config["resources"]["limits"] == {"nvidia.com/gpu": "1"}, asset
     assert not get_user_defined_k8s_config(graph.get(dg.AssetKey("generated_examples")).assets_def.op.tags).container_config
+    # on Celery the model's steps go to one queue (BCOMC_CELERY_GPU_QUEUE; the default queue when unset)
+    model_steps = {"baseline_eval", "checkpoint", "deployment", "eval_report", "campaign_outcome"}
+    for key in graph.get_all_asset_keys():
+        queue = graph.get(key).assets_def.op.tags.get("dagster-celery/queue")
+        assert queue == ("dagster" if key.path[-1] in model_steps else None), key
 
 
 def test_manifests_declare_the_services():

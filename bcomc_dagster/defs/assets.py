@@ -5,6 +5,7 @@ is its config's choice, recorded in the metadata).
 """
 
 import json
+import os
 import sys
 import time
 
@@ -22,6 +23,13 @@ from bcomc_dagster.reports import plots
 
 OWNERS = ["team:bcomc"]
 CODE_VERSION = "3"  # bumped when what an asset computes changes meaning
+
+GPU_POOL = "gpu"  # deploy/dagster.yaml caps the steps of this pool running at once
+# Steps that need the model's machine: on Kubernetes (k8s_job_executor) their pods ask for a GPU; on Celery
+# they go to the queue BCOMC_CELERY_GPU_QUEUE (a worker on the GPU host consumes it), else the default one.
+GPU_K8S = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
+MODEL_HOST = {"dagster-celery/queue": os.environ.get("BCOMC_CELERY_GPU_QUEUE", "dagster")}
+GPU_STEP = {**GPU_K8S, **MODEL_HOST}
 
 
 def campaign_asset(group: str, **kw):
@@ -56,7 +64,7 @@ def campaign_config(context: dg.AssetExecutionContext, artifacts: ArtifactStoreR
     )
 
 
-@campaign_asset("evaluate", deps=[campaign_config], kinds={"vllm", "pandas"})
+@campaign_asset("evaluate", deps=[campaign_config], kinds={"vllm", "pandas"}, op_tags=MODEL_HOST)
 def baseline_eval(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """01 EVALUATE: the base model on its own endpoint, once per campaign."""
     store = artifacts.store()
@@ -141,12 +149,7 @@ def training_dataset(context: dg.AssetExecutionContext, artifacts: ArtifactStore
     )
 
 
-GPU_POOL = "gpu"  # deploy/dagster.yaml caps the steps of this pool running at once
-# on Kubernetes (k8s_job_executor) these steps' pods ask for a GPU
-GPU_K8S = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
-
-
-@iteration_asset("fine_tune", deps=[training_dataset], kinds={"peft", "pytorch", "transformers"}, pool=GPU_POOL, op_tags=GPU_K8S)
+@iteration_asset("fine_tune", deps=[training_dataset], kinds={"peft", "pytorch", "transformers"}, pool=GPU_POOL, op_tags=GPU_STEP)
 def checkpoint(
     context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource, finetune_pipes: dg.PipesSubprocessClient
 ) -> dg.MaterializeResult:
@@ -177,7 +180,7 @@ def checkpoint(
     )
 
 
-@iteration_asset("deploy", deps=[checkpoint], kinds={"vllm", "ollama"}, pool=GPU_POOL, op_tags=GPU_K8S)
+@iteration_asset("deploy", deps=[checkpoint], kinds={"vllm", "ollama"}, pool=GPU_POOL, op_tags=GPU_STEP)
 def deployment(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """05 DEPLOY: the endpoint now serving this checkpoint, verified before anything evaluates it."""
     campaign, i = keys(context)
@@ -198,7 +201,7 @@ def deployment(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResour
     )
 
 
-@iteration_asset("evaluate", deps=[deployment], kinds={"vllm", "pandas"})
+@iteration_asset("evaluate", deps=[deployment], kinds={"vllm", "pandas"}, op_tags=MODEL_HOST)
 def eval_report(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """06 RE-EVAL: the same suite against the live deployment; delta vs the previous iteration."""
     campaign, i = keys(context)
@@ -210,7 +213,7 @@ def eval_report(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResou
     )
 
 
-@campaign_asset("outcome", deps=[eval_report], kinds={"pandas"})
+@campaign_asset("outcome", deps=[eval_report], kinds={"pandas"}, op_tags=MODEL_HOST)  # stops the servers
 def campaign_outcome(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """How the campaign ended: target reached or max iterations; the best iteration; what is left live."""
     store = artifacts.store()
