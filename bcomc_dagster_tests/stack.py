@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +22,6 @@ from pathlib import Path
 import boto3
 import dagster as dg
 import psycopg2
-from moto.server import ThreadedMotoServer
 
 from bcomc_dagster.serving.process import free_port
 
@@ -55,17 +55,18 @@ def postgres_database() -> Iterator[str]:
 
 @contextmanager
 def s3_server(*buckets: str) -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-    for b in buckets:
-        client.create_bucket(Bucket=b)
-    try:
+    """moto's S3 server in a process of its own (moto keeps its state per process, so each server starts
+    empty); yields its URL with the buckets made."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp, service(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], os.environ.copy(), Path(tmp) / "moto.log",
+        b"Running on",
+    ):  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+        for b in buckets:
+            client.create_bucket(Bucket=b)
         yield url
-    finally:
-        server.stop()
 
 
 @contextmanager
@@ -77,7 +78,7 @@ def service(cmd: list[str], env: dict, log: Path, ready: bytes, timeout: float =
             deadline = time.monotonic() + timeout
             while ready not in log.read_bytes():
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise StackError(f"{cmd[2] if len(cmd) > 2 else cmd[0]} did not start:\n{log.read_text()[-3000:]}")
+                    raise StackError(f"{' '.join(cmd[:4])} did not start:\n{log.read_text()[-3000:]}")
                 time.sleep(0.5)
             yield proc
         finally:

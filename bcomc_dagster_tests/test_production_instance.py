@@ -2,9 +2,7 @@
 validates, and a campaign runs to its outcome on it with the sensor, its runs and events in PostgreSQL.
 `make test` starts PostgreSQL when it is installed and stopped."""
 
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -17,26 +15,21 @@ from bcomc_dagster import driver, stages
 from bcomc_dagster.artifacts import ArtifactStore
 from bcomc_dagster.config import parse_config
 
+from .stack import PG_HOST, PG_USER, StackError, postgres_database
+
 pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.postgres]
 ROOT = Path(__file__).resolve().parent.parent
-PG = {"host": os.environ.get("BCOMC_TEST_PG_HOST", "127.0.0.1"), "user": os.environ.get("BCOMC_TEST_PG_USER", "postgres")}
+PG = {"host": PG_HOST, "user": PG_USER}
 
 
 @pytest.fixture
 def database():
     """A new, empty database on the local server, dropped afterwards."""
-    name = f"bcomc_{uuid.uuid4().hex[:10]}"
     try:
-        admin = psycopg2.connect(dbname="postgres", **PG)
-    except psycopg2.OperationalError as e:
-        pytest.fail(f"PostgreSQL at {PG['host']}:5432 is not reachable ({e}); `make test` starts it when installed")
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        yield name
-    finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+        with postgres_database() as name:
+            yield name
+    except StackError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture

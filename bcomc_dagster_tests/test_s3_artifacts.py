@@ -7,7 +7,6 @@ import shutil
 import dagster as dg
 import pytest
 from dagster_aws.s3 import S3Resource
-from moto.server import ThreadedMotoServer
 
 from bcomc_dagster import driver, stages
 from bcomc_dagster.artifacts import ArtifactStore
@@ -15,18 +14,16 @@ from bcomc_dagster.config import parse_config
 from bcomc_dagster.defs.resources import ArtifactStoreResource
 from bcomc_dagster.errors import InputError, PredecessorMissing
 from bcomc_dagster.s3_mirror import S3Mirror
-from bcomc_dagster.serving import process
+
+from .stack import s3_server
 
 BUCKET = "bcomc-artifacts"
 
 
 @pytest.fixture(scope="module")
 def s3_url():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=process.free_port())
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with s3_server() as url:
+        yield url
 
 
 @pytest.fixture
