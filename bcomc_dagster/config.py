@@ -15,6 +15,8 @@ from bcomc_dagster.llm.cost import Price
 from bcomc_dagster.llm.registry import BACKENDS, EMBEDDED, ProviderSettings
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "suites" / "demo" / "campaign.json"
+# `bcomc demo --model NAME`: the demo suite on each embedded base, with the settings that base needs
+DEMO_CONFIGS = {"bcomc-tiny": DEMO_CONFIG, "smollm2-135m": DEMO_CONFIG.with_name("campaign-smollm2.json")}
 
 # where the model under training is served: "local" = a server started here (vLLM where installed, else
 # transformers serve); "vllm" = vLLM, started here or at serving.base_url; "ollama" = an Ollama server
@@ -87,10 +89,33 @@ class FinetuneConfig(_Strict):
     learning_rate: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate (linear decay).")
     batch_size: int = Field(16, ge=1, le=4096)
     threads: int | None = Field(None, ge=1, description="CPU threads for training; default: torch's choice.")
+    max_length: int = Field(
+        1024, ge=16, le=131_072, description="Tokens per training example (prompt, chat template and answer); longer "
+        "examples are cut, and counted in the checkpoint's metadata. Capped at the base model's context length.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where to train: 'auto' takes CUDA when torch sees a GPU and the base has 20 M parameters or "
+        "more (smaller models train faster on the CPU), else the CPU.",
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="'auto': bf16 on a GPU that has it (else fp16), fp32 on the CPU. Merged weights keep the base's dtype.",
+    )
     runner: Literal["in-process", "pipes"] = Field(
         "in-process", description="'pipes': train in a Dagster Pipes process (the `finetune_pipes` resource: a "
         "subprocess by default, a Kubernetes or ECS Pipes client for a GPU machine), its logs streamed into the run.",
     )
+
+    @model_validator(mode="after")
+    def _device_present(self) -> FinetuneConfig:
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ValueError("finetune.precision: 'fp16' needs a GPU; use 'fp32' or 'bf16' with device 'cpu'")
+        if self.device == "cuda" and self.runner == "in-process":  # a Pipes runner may train on another machine
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError("finetune.device: 'cuda', but torch sees no CUDA device here; use 'auto' or 'cpu', "
+                                 "or install the [gpu] extra on a GPU host")  # fmt: skip
+        return self
 
     @field_validator("rank")
     @classmethod
@@ -123,6 +148,14 @@ class ServingConfig(_Strict):
         True, description="When a re-eval fails, serve the previous iteration's model again (a failed deploy never replaces it)."
     )
     ready_timeout_s: float = Field(300, gt=0, description="Deadline for a server to be ready, or a model to be listed.")
+    max_tokens: int | None = Field(
+        None, ge=1, le=32_768, description="Longest answer generated per eval question; default 48 for the embedded "
+        "bcomc-tiny (its answers are one short sentence), 256 for any other base.",
+    )
+    max_model_len: int | None = Field(
+        None, ge=64, description="Context length of a vLLM server started here; default: the base's, at most 4096.",
+    )
+    max_loras: int = Field(2, ge=1, le=64, description="Adapters a vLLM server started here holds at once (hot-swap).")
     eval_concurrency: int = Field(8, ge=1, le=256, description="Eval requests in flight at once.")
     stop_at_end: bool = Field(True, description="Stop the servers this campaign started when it ends.")
 
@@ -157,8 +190,16 @@ class LLMConfig(_Strict):
 
 
 class CampaignConfig(_Strict):
-    model_name: str = Field("bcomc-tiny", description="Base model: the embedded 'bcomc-tiny' or a local folder.")
+    model_name: str = Field(
+        "bcomc-tiny", description="Base model: an embedded name ('bcomc-tiny', random weights; 'smollm2-135m', "
+        "SmolLM2-135M-Instruct), a local model folder, a .gguf file, a Hugging Face Hub id (org/name), or with "
+        "model_backend 'ollama' an Ollama tag (e.g. 'llama3.2:3b', evaluated as served; trained on its GGUF blob).",
+    )
     model_backend: str = Field("local", description=f"Where the model is served; one of {MODEL_BACKENDS}.")
+    base_weights: str | None = Field(
+        None, description="Ollama only: the trainable weights of model_name when its GGUF blob cannot be read here "
+        "(a folder, a .gguf file or a Hub id, e.g. 'meta-llama/Llama-3.2-3B-Instruct'); the baseline still serves model_name.",
+    )
     eval_suite: str = Field("demo", description="A built-in suite name or a suite folder.")
     target_pass_rate: float = Field(80, gt=0, le=100, description="Stop once the pass rate (percent) reaches it.")
     max_iterations: int = Field(5, ge=1, le=100, description="Stop after this many iterations.")
@@ -231,14 +272,54 @@ class CampaignConfig(_Strict):
         resolve_suite_path(v)  # raises, naming the built-in suites
         return v
 
-    @field_validator("model_name")
-    @classmethod
-    def _known_model(cls, v: str) -> str:
+    @model_validator(mode="after")
+    def _known_model(self) -> CampaignConfig:
+        from bcomc_dagster.training import sources
+
+        if self.base_weights is not None and self.model_backend != "ollama":
+            raise ValueError("base_weights: only with model_backend 'ollama' (elsewhere model_name is what is trained)")
+        for field, name, backend in (("model_name", self.model_name, self.model_backend), ("base_weights", self.base_weights, "local")):
+            if name is None:
+                continue
+            try:
+                source = sources.source_of(name, backend)
+                if source.kind != "ollama":  # a tag is looked up on its server by `bcomc validate` (check_base)
+                    source.check(name, backend, self.ollama_url)
+            except ValueError as e:
+                raise ValueError(f"{field}: {e} (got {name!r})") from None
+        return self
+
+    @property
+    def ollama_url(self) -> str:
+        from bcomc_dagster.training.sources import OLLAMA_URL
+
+        return self.serving.base_url or OLLAMA_URL
+
+    @property
+    def trained_model(self) -> tuple[str, str]:
+        """(name, backend) of what is fine-tuned: base_weights where given, else model_name."""
+        return (self.base_weights, "local") if self.base_weights else (self.model_name, self.model_backend)
+
+    @property
+    def eval_max_tokens(self) -> int:
         from bcomc_dagster.training.base_model import EMBEDDED_MODEL
 
-        if v != EMBEDDED_MODEL and not (Path(v).expanduser() / "config.json").is_file():
-            raise ValueError(f"expected {EMBEDDED_MODEL!r} or a local model folder with config.json")
-        return v
+        return self.serving.max_tokens or (48 if self.model_name == EMBEDDED_MODEL else 256)
+
+
+def check_base(cfg: CampaignConfig) -> str:
+    """What only a look outside the config can tell (an Ollama tag on its server, its GGUF blob readable and
+    of an architecture transformers reads); InputError naming the field. Returns the trained source's kind."""
+    from bcomc_dagster.training import sources
+
+    name, backend = cfg.trained_model
+    field = "base_weights" if cfg.base_weights else "model_name"
+    try:
+        if cfg.base_weights and sources.is_ollama_tag(cfg.model_name, cfg.model_backend):
+            sources.OllamaTag.show(cfg.model_name, cfg.ollama_url)  # served as the baseline: it must exist
+        return sources.check(name, backend, cfg.ollama_url)
+    except ValueError as e:
+        raise InputError(f"{field}: {e} (got {name!r})") from None
 
 
 def _describe(e: ValidationError, source: str) -> str:

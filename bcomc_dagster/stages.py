@@ -19,7 +19,7 @@ from bcomc_dagster.analysis.analyzer import Analysis, analyze
 from bcomc_dagster.analysis.effectiveness import Effectiveness, effectiveness
 from bcomc_dagster.analysis.llm_analyzer import llm_analyze
 from bcomc_dagster.artifacts import ArtifactStore
-from bcomc_dagster.config import CampaignConfig, parse_config
+from bcomc_dagster.config import CampaignConfig, check_base, parse_config
 from bcomc_dagster.datagen import coordinator, dataset, quality
 from bcomc_dagster.datagen.card import dataset_card
 from bcomc_dagster.datagen.extractive import ExtractiveWorker
@@ -38,8 +38,9 @@ from bcomc_dagster.loop import Decision, decide
 from bcomc_dagster.serving import ollama, process
 from bcomc_dagster.serving.deployer import Deployer, Deployment, Live
 from bcomc_dagster.serving.server import ServerDeployer
-from bcomc_dagster.training.base_model import EMBEDDED_MODEL, build_base_model
-from bcomc_dagster.training.finetune import Manifest, TrainSettings, finetune, weights_fingerprint
+from bcomc_dagster.training import sources
+from bcomc_dagster.training.finetune import Manifest, TrainSettings, finetune
+from bcomc_dagster.training.weights import weights_fingerprint
 
 Log = Callable[[str], None]
 _default_log = logging.getLogger("bcomc").info
@@ -80,18 +81,22 @@ def suite_of(cfg: CampaignConfig) -> Suite:
 
 
 def base_model_dir(store: ArtifactStore, cfg: CampaignConfig) -> Path:
-    if cfg.model_name == EMBEDDED_MODEL:
-        return build_base_model(cache_dir=store.models_dir)
-    return Path(cfg.model_name).expanduser().resolve()
+    """The trainable folder of the campaign's base (built, converted or taken from a cache on first use)."""
+    check_base(cfg)
+    name, backend = cfg.trained_model
+    return sources.resolve(name, backend, store.models_dir, cfg.ollama_url)
 
 
 def deployer(store: ArtifactStore, cfg: CampaignConfig, campaign: str) -> Deployer:
     workdir, sv = store.campaign_dir(campaign) / "serving", cfg.serving
     if cfg.model_backend == "ollama":
-        return ollama.OllamaDeployer(workdir, campaign, sv.base_url or ollama.DEFAULT_URL, sv.ready_timeout_s)
+        tag = cfg.model_name if sources.is_ollama_tag(cfg.model_name, cfg.model_backend) else None
+        return ollama.OllamaDeployer(workdir, campaign, cfg.ollama_url, sv.ready_timeout_s, base_tag=tag)
     engine = process.VLLM_ENGINE if cfg.model_backend == "vllm" else (None if sv.engine == "auto" else sv.engine)
-    rank = max(16, cfg.finetune.rank)
-    return ServerDeployer(workdir, engine, sv.mode, sv.ready_timeout_s, rank, sv.base_url, sv.api_key_env)
+    limits = process.ServerLimits(
+        max_lora_rank=max(process.MIN_LORA_RANK, cfg.finetune.rank), max_loras=sv.max_loras, max_model_len=sv.max_model_len
+    )
+    return ServerDeployer(workdir, engine, sv.mode, sv.ready_timeout_s, limits, sv.base_url, sv.api_key_env)
 
 
 def serve_base(store: ArtifactStore, cfg: CampaignConfig, campaign: str) -> Deployment:
@@ -185,7 +190,7 @@ def _evaluate(store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteratio
         return run_suite(
             suite, dep.endpoint, dep.served_model, judge_of(store, cfg, meter), cfg.serving.eval_concurrency,
             api_key=key, on_progress=on_progress, held_out=suite.held_out(cfg.held_out_fraction, cfg.held_out_seed),
-            max_judge_error_rate=cfg.judge_max_error_rate,
+            max_judge_error_rate=cfg.judge_max_error_rate, max_tokens=cfg.eval_max_tokens,
         )  # fmt: skip
     finally:  # what was spent counts against the budget even when the eval failed
         costs.write(store, campaign, iteration, meter.cost)
@@ -337,7 +342,8 @@ def train_checkpoint(store: ArtifactStore, campaign: str, iteration: int, log: L
     ft = cfg.finetune
     settings = TrainSettings(
         rank=ft.rank, alpha=ft.alpha, epochs=ft.epochs, learning_rate=ft.learning_rate,
-        batch_size=ft.batch_size, threads=ft.threads,
+        batch_size=ft.batch_size, threads=ft.threads, max_length=ft.max_length, device=ft.device,
+        precision=ft.precision,
     )  # fmt: skip
 
     def on_log(step: int, total: int, loss: float) -> None:

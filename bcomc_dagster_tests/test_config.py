@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from bcomc_dagster.cli import DEMO_CONFIG
+from bcomc_dagster.config import DEMO_CONFIG
 from bcomc_dagster.config import load_config, parse_config
 from bcomc_dagster.errors import InputError
 
@@ -51,7 +51,11 @@ def test_defaults_are_the_plans():
         ({"quality": {"grounding": "judge"}}, r"quality.grounding: 'judge' needs judge_backend"),
         ({"quality": {"decontamination_threshold": 0}}, r"quality.decontamination_threshold: Input should be greater than 0"),
         ({"finetune": {"rank": 12}}, r"finetune.rank: expected one of \[1, 8, 16"),
-        ({"model_name": "org/some-model"}, r"model_name: expected 'bcomc-tiny' or a local model folder"),
+        ({"model_name": "org/some-model"}, r"model_name: Hub id 'org/some-model' is not in the Hugging Face cache"),
+        ({"model_name": "some model"}, r"model_name: expected an embedded model \('bcomc-tiny', 'smollm2-135m'\), a local"),
+        ({"finetune": {"device": "cuda"}}, r"finetune.device: 'cuda', but torch sees no CUDA device here"),
+        ({"finetune": {"device": "cpu", "precision": "fp16"}}, r"finetune.precision: 'fp16' needs a GPU"),
+        ({"serving": {"max_model_len": 8}}, r"serving.max_model_len: Input should be greater than or equal to 64"),
     ],
 )
 def test_bad_configs_name_the_field(data, expected):

@@ -3,7 +3,9 @@ import json
 import pytest
 from safetensors import safe_open
 
-from bcomc_dagster.training.finetune import TrainSettings, encode_pairs, finetune, weights_fingerprint
+from bcomc_dagster.training.chat import encode_pairs
+from bcomc_dagster.training.finetune import TrainSettings, finetune
+from bcomc_dagster.training.weights import weights_fingerprint
 
 PAIRS = [(f"What is the port of svc{i}?", f"The port of svc{i} is {1000 + i}.") for i in range(12)]
 
@@ -12,7 +14,7 @@ def test_loss_is_on_answer_tokens_only(tiny_base):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_base)
-    row = encode_pairs(tok, PAIRS[:1], 128)[0]
+    row = encode_pairs(tok, PAIRS[:1], 128)[0][0]
     answer_ids = [t for t in row["labels"] if t != -100]
     assert tok.decode(answer_ids) == PAIRS[0][1] + "<|end|>"
     assert row["labels"][0] == -100 and len(row["labels"]) == len(row["input_ids"])

@@ -9,7 +9,8 @@ from bcomc_dagster.evals.judge import ReferenceJudge
 from bcomc_dagster.evals.runner import run_suite
 from bcomc_dagster.evals.suite import load_suite
 from bcomc_dagster.serving.ollama import OllamaDeployer
-from bcomc_dagster.training.finetune import TrainSettings, finetune, weights_fingerprint
+from bcomc_dagster.training.finetune import TrainSettings, finetune
+from bcomc_dagster.training.weights import weights_fingerprint
 
 from .fakes import serve
 from .fakes.ollama import FakeOllama

@@ -20,7 +20,8 @@ from bcomc_dagster.evals.suite import load_suite
 from bcomc_dagster.serving import process
 from bcomc_dagster.serving.server import ServerDeployer
 from bcomc_dagster.training.base_model import build_base_model
-from bcomc_dagster.training.finetune import TrainSettings, finetune, weights_fingerprint
+from bcomc_dagster.training.finetune import TrainSettings, finetune
+from bcomc_dagster.training.weights import weights_fingerprint
 
 
 def main() -> None:

@@ -11,10 +11,10 @@ def progress(init_context: dg.InitLoggerContext) -> logging.Logger:
     class _UserMessages(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
             meta = getattr(record, "dagster_meta", {}) or {}
+            record.step = meta.get("step_key") or ""  # set before any return: the formatter needs both
+            record.msg_text = meta.get("orig_message", record.getMessage())
             if meta.get("dagster_event") is not None:
                 return record.levelno >= logging.ERROR
-            record.step = meta.get("step_key") or ""
-            record.msg_text = meta.get("orig_message", record.getMessage())
             return True
 
     handler = logging.StreamHandler(sys.stdout)

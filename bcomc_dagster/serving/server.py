@@ -51,7 +51,7 @@ class ServerDeployer:
         engine: str | None = None,
         mode: Literal["hot-swap", "restart"] = "hot-swap",
         ready_timeout_s: float = 240.0,
-        max_lora_rank: int = 16,
+        limits: process.ServerLimits | None = None,
         base_url: str | None = None,
         api_key_env: str | None = None,
     ):
@@ -64,7 +64,7 @@ class ServerDeployer:
             raise ServingError(f"restart mode is a vLLM mode; the {self.engine!r} engine serves checkpoints by path")
         self.mode = mode
         self.ready_timeout_s = ready_timeout_s
-        self.max_lora_rank = max_lora_rank
+        self.limits = limits or process.ServerLimits()
         self.api_key_env = api_key_env
         self.state_file = self.workdir / "serving.json"
         self.owns_server = base_url is None  # stop() stops only a server this campaign started
@@ -189,7 +189,7 @@ class ServerDeployer:
 
     # -- helpers -------------------------------------------------------------------------------
     def _start(self, model_dir: Path, served_name: str) -> tuple[int, str, float]:
-        pid, port = process.launch(self.engine, model_dir, served_name, self.workdir, self.max_lora_rank)
+        pid, port = process.launch(self.engine, model_dir, served_name, self.workdir, self.limits)
         url = f"http://127.0.0.1:{port}"
         return pid, url, process.wait_ready(url, pid, self.ready_timeout_s, self.workdir, port)
 

@@ -13,15 +13,27 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import resource
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from bcomc_dagster.training.chat import encode_pairs
+from bcomc_dagster.training.weights import base_name, weights_fingerprint
+
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+GPU_MIN_PARAMS = 20_000_000  # device 'auto': below this a model trains faster on the CPU than through CUDA launches
+WARMUP_STEPS, LOG_POINTS = 10, 20  # warmup: at most 10 steps (a tenth of short runs); about 20 loss points per run
+# dense bf16 matrix-product peak by card name, for MFU (a card not listed: no MFU figure)
+PEAK_TFLOPS = {"H100": 790.0, "H200": 790.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "L4": 121.0}
+
+Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
 class TrainSettings(BaseModel):
@@ -30,9 +42,22 @@ class TrainSettings(BaseModel):
     epochs: float = 3
     learning_rate: float = 2e-4
     batch_size: int = 16
-    max_length: int = 128
+    max_length: int = 1024
     seed: int = 0
     threads: int | None = None
+    device: Device = "auto"
+    precision: Precision = "auto"
+
+
+class Hardware(BaseModel):
+    """What a fine-tune ran on, and how fast."""
+
+    device: str  # cpu, or cuda with the card's name
+    precision: str
+    tokens: int  # tokens trained on (prompt and answer, no padding), all epochs
+    tokens_per_second: float
+    peak_memory_mb: float  # GPU: torch's peak allocation; CPU: the process's peak resident set
+    mfu: float | None = None  # model FLOPs utilisation (6 x params x tokens/s over the card's peak); None on CPU
 
 
 class Manifest(BaseModel):
@@ -48,41 +73,44 @@ class Manifest(BaseModel):
     final_loss: float
     loss_curve: list[tuple[int, float]]
     train_seconds: float
+    truncated: int = 0  # examples cut to max_length tokens
+    max_length: int = 0  # what was applied: settings.max_length capped at the base's context length
+    merged_dtype: str = "float32"  # the base's dtype
+    hardware: Hardware | None = None
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def choose_device(want: Device, params: int) -> str:
+    """'cuda' or 'cpu': auto takes CUDA when present for models of GPU_MIN_PARAMS parameters or more."""
+    import torch
+
+    if want == "cuda" and not torch.cuda.is_available():
+        raise ValueError("finetune.device: 'cuda' asked for, but torch sees no CUDA device here (install the [gpu] extra on a GPU host)")
+    if want == "auto":
+        return "cuda" if torch.cuda.is_available() and params >= GPU_MIN_PARAMS else "cpu"
+    return want
 
 
-def weights_fingerprint(folder: Path) -> str:
-    """Hash of every safetensors file in a folder: the identity of a set of weights."""
-    h = hashlib.sha256()
-    files = sorted(Path(folder).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"{folder}: no .safetensors weights")
-    for f in files:
-        h.update(f.name.encode())
-        h.update(file_sha256(f).encode())
-    return h.hexdigest()[:16]
+def choose_precision(want: Precision, device: str) -> str:
+    """auto: bf16 on a GPU that has it (fp16 on one that does not), fp32 on the CPU."""
+    import torch
+
+    if want != "auto":
+        if device == "cpu" and want == "fp16":
+            raise ValueError("finetune.precision: 'fp16' needs a GPU; use 'fp32' or 'bf16' on the CPU")
+        return want
+    if device == "cpu":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int) -> list[dict]:
-    """Chat-format each (question, answer); the loss sees only the answer tokens."""
-    rows = []
-    for question, answer in pairs:
-        prompt = tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False
-        )
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        answer_ids = tokenizer(answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-        ids = (prompt_ids + answer_ids)[:max_length]
-        labels = ([-100] * len(prompt_ids) + answer_ids)[:max_length]
-        rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
-    return rows
+def _context_length(base_dir: Path) -> int | None:
+    config = json.loads((Path(base_dir) / "config.json").read_text())
+    return config.get("max_position_embeddings")
+
+
+def _base_dtype(base_dir: Path) -> str:
+    config = json.loads((Path(base_dir) / "config.json").read_text())
+    return str(config.get("dtype") or config.get("torch_dtype") or "float32")
 
 
 def finetune(
@@ -116,7 +144,15 @@ def finetune(
     started = time.monotonic()
     torch.manual_seed(settings.seed)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    if tokenizer.pad_token is None:  # padding is masked out of the loss: any token will do
+        tokenizer.pad_token = tokenizer.eos_token
+    base_dtype = _base_dtype(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    params = sum(p.numel() for p in model.parameters())
+    device = choose_device(settings.device, params)
+    precision = choose_precision(settings.precision, device)
+    if precision in ("bf16", "fp16"):  # frozen weights in half precision; the LoRA weights train under autocast
+        model = model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
     lora = LoraConfig(
         r=settings.rank,
         lora_alpha=settings.alpha or 2 * settings.rank,
@@ -125,7 +161,8 @@ def finetune(
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)
-    dataset = encode_pairs(tokenizer, pairs, settings.max_length)
+    max_length = min(settings.max_length, _context_length(base_dir) or settings.max_length)
+    dataset, truncated = encode_pairs(tokenizer, pairs, max_length)
     steps_per_epoch = math.ceil(len(dataset) / settings.batch_size)
     total_steps = max(1, math.ceil(steps_per_epoch * settings.epochs))
     curve: list[tuple[int, float]] = []
@@ -147,11 +184,13 @@ def finetune(
             num_train_epochs=settings.epochs,
             learning_rate=settings.learning_rate,
             lr_scheduler_type="linear",
-            warmup_steps=min(10, total_steps // 10),
-            logging_steps=max(1, total_steps // 20),
+            warmup_steps=min(WARMUP_STEPS, total_steps // 10),
+            logging_steps=max(1, total_steps // LOG_POINTS),
             save_strategy="no",
             report_to=[],
-            use_cpu=True,
+            use_cpu=device == "cpu",
+            bf16=precision == "bf16" and device == "cuda",
+            fp16=precision == "fp16",
             seed=settings.seed,
             data_seed=settings.seed,
             dataloader_num_workers=0,
@@ -165,19 +204,23 @@ def finetune(
             callbacks=[_Log()],
         )
         trainer.remove_callback(PrinterCallback)  # progress goes through on_log, not stdout
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        t_train = time.monotonic()
         result = trainer.train()
+        hardware = _hardware(device, precision, params, settings.epochs * sum(len(r["input_ids"]) for r in dataset),
+                             time.monotonic() - t_train)  # fmt: skip
         shutil.rmtree(work / "trainer", ignore_errors=True)
 
         model.save_pretrained(work / "adapter", safe_serialization=True)
-        merged = model.merge_and_unload()
+        merged = model.merge_and_unload().to(getattr(torch, base_dtype, torch.float32))  # the base's dtype
         merged.save_pretrained(work / "merged", safe_serialization=True)
         tokenizer.save_pretrained(work / "merged")
         tokenizer.save_pretrained(work / "adapter")
 
         data_hash = hashlib.sha256(json.dumps(list(pairs)).encode()).hexdigest()
-        base_meta = base_dir / "bcomc_base.json"
         manifest = Manifest(
-            base_model=json.loads(base_meta.read_text())["name"] if base_meta.is_file() else str(base_dir),
+            base_model=base_name(base_dir),
             base_fingerprint=weights_fingerprint(base_dir),
             data_rows=len(pairs),
             data_sha256=data_hash,
@@ -189,6 +232,10 @@ def finetune(
             final_loss=curve[-1][1] if curve else float(result.training_loss),
             loss_curve=curve,
             train_seconds=round(time.monotonic() - started, 2),
+            truncated=truncated,
+            max_length=max_length,
+            merged_dtype=base_dtype,
+            hardware=hardware,
         )
         (work / "manifest.json").write_text(manifest.model_dump_json(indent=2))
         if out_dir.exists():
@@ -198,3 +245,19 @@ def finetune(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def _hardware(device: str, precision: str, params: int, tokens: float, seconds: float) -> Hardware:
+    import torch
+
+    rate = tokens / seconds if seconds > 0 else 0.0
+    if device == "cuda":
+        card = torch.cuda.get_device_name()
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        peak = next((tf for name, tf in PEAK_TFLOPS.items() if name in card), None)
+        mfu = round(6 * params * rate / (peak * 1e12), 4) if peak else None
+        return Hardware(device=f"cuda ({card})", precision=precision, tokens=int(tokens), tokens_per_second=round(rate, 1),
+                        peak_memory_mb=round(peak_mb, 1), mfu=mfu)  # fmt: skip
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    return Hardware(device="cpu", precision=precision, tokens=int(tokens), tokens_per_second=round(rate, 1),
+                    peak_memory_mb=round(peak_mb, 1))  # fmt: skip

@@ -1,0 +1,92 @@
+"""GGUF files (Ollama's blobs, llama.cpp's models) as trainable Hugging Face folders.
+
+transformers reads a GGUF file's weights (de-quantised), its tokenizer and its chat template. The
+result is saved once as plain safetensors under ``models/gguf-<sha>``, keyed by the file's content, so
+every stage and every campaign that names the same file shares it. The saved tokenizer and generation
+config end turns on the chat template's end-of-turn token (see ``chat.end_of_turn``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from bcomc_dagster.training.weights import BASE_META, file_sha256
+
+
+
+def architecture(path: Path) -> str:
+    """``general.architecture`` of a GGUF file; ValueError if it is not a GGUF file."""
+    from gguf import GGUFReader
+
+    try:
+        field = GGUFReader(path).fields["general.architecture"]
+    except (KeyError, ValueError, OSError) as e:
+        raise ValueError(f"{path}: not a readable GGUF file ({e})") from e
+    return bytes(field.parts[field.data[0]]).decode()
+
+
+def supported_architectures() -> list[str]:
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+    return sorted(a for a in GGUF_SUPPORTED_ARCHITECTURES if a not in ("general", "tokenizer"))
+
+
+def check(path: Path) -> str:
+    """The file's architecture, if transformers can read it from GGUF; ValueError naming the options."""
+    arch = architecture(path)
+    if arch not in supported_architectures():
+        raise ValueError(
+            f"{path}: GGUF architecture {arch!r} cannot be read by transformers (it reads "
+            f"{', '.join(supported_architectures())}); name the weights as a Hugging Face folder or Hub id instead"
+        )
+    return arch
+
+
+def convert(path: Path, cache_dir: Path, name: str) -> Path:
+    """The folder of ``path``'s weights as safetensors (float32), converting on first use (atomic rename)."""
+    path = Path(path).resolve()
+    target = Path(cache_dir).resolve() / f"gguf-{file_sha256(path)[:16]}"
+    if (target / "config.json").is_file():
+        return target
+    check(path)
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from bcomc_dagster.training.chat import end_of_turn
+
+    hf_logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    if hasattr(model.config, "quantization_config"):  # the weights are de-quantised now: plain safetensors
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    eot = end_of_turn(tokenizer)
+    eot_id = tokenizer.convert_tokens_to_ids(eot)
+    stops = sorted({eot_id, *([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])})
+    tokenizer.eos_token = eot
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = eot
+    model.config.eos_token_id = eot_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = stops
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        meta = {"name": name, "gguf": str(path), "gguf_sha256": file_sha256(path), "end_of_turn": eot}
+        (tmp / BASE_META).write_text(json.dumps(meta, indent=2))
+        try:
+            tmp.rename(target)
+        except OSError:  # another process converted it first: theirs is identical
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
