@@ -340,11 +340,7 @@ def train_checkpoint(store: ArtifactStore, campaign: str, iteration: int, log: L
     cfg = load_campaign(store, campaign)
     rows = dataset.read_jsonl(store.require(campaign, iteration, DATASET, "the training dataset"))
     ft = cfg.finetune
-    settings = TrainSettings(
-        rank=ft.rank, alpha=ft.alpha, epochs=ft.epochs, learning_rate=ft.learning_rate,
-        batch_size=ft.batch_size, threads=ft.threads, max_length=ft.max_length, device=ft.device,
-        precision=ft.precision,
-    )  # fmt: skip
+    settings = TrainSettings(**ft.model_dump(exclude={"runner"}))  # the same fields, less where it runs
 
     def on_log(step: int, total: int, loss: float) -> None:
         progress.report(f"fine-tune it{iteration}", step, total, f"loss {loss:.3f}")

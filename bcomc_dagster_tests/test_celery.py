@@ -69,7 +69,7 @@ def worker(env):
 def test_generation_steps_run_on_a_celery_worker(env, worker):
     home, e = env
     store = ArtifactStore(home)
-    store.write_json("cc", None, stages.CONFIG, parse_config({"datagen": {"examples_per_service": 5}}))
+    store.write_json("cc", None, stages.CONFIG, parse_config({"datagen": {"examples_per_service": 5}, "finetune": {"epochs": 3}}))
     store.write_json("cc", 0, stages.REPORT, report({s: 0 for s in ("brambledb", "cindervault", "driftkey", "ferrocache")}))
     with dg.DagsterInstance.from_config(e["DAGSTER_HOME"]) as instance:
         instance.add_dynamic_partitions("campaign", ["cc"])

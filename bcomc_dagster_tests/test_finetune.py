@@ -38,3 +38,50 @@ def test_finetune_writes_adapter_merged_and_manifest(tiny_base, tmp_path):
 def test_empty_dataset_is_refused(tiny_base, tmp_path):
     with pytest.raises(ValueError, match="dataset is empty"):
         finetune(tiny_base, [], tmp_path / "x", TrainSettings(), "n")
+
+
+def test_device_and_precision_follow_the_hardware():
+    from bcomc_dagster.training.finetune import GPU_MIN_PARAMS, choose_device, choose_precision
+
+    assert choose_device("auto", 10 * GPU_MIN_PARAMS) == "cpu"  # no CUDA here: auto trains on the CPU
+    assert choose_precision("auto", "cpu") == "fp32" and choose_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="finetune.device: 'cuda' asked for, but torch sees no CUDA device"):
+        choose_device("cuda", 1)
+    with pytest.raises(ValueError, match="finetune.precision: 'fp16' needs a GPU"):
+        choose_precision("fp16", "cpu")
+
+
+def test_merged_weights_keep_the_bases_dtype_and_the_manifest_says_what_ran(tiny_base, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    half = tmp_path / "bf16-base"
+    AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.bfloat16).save_pretrained(half)
+    AutoTokenizer.from_pretrained(tiny_base).save_pretrained(half)
+    m = finetune(half, PAIRS, tmp_path / "ck", TrainSettings(epochs=1, batch_size=4, max_length=12), "c-it1")
+    with safe_open(tmp_path / "ck" / "merged" / "model.safetensors", "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
+    assert m.merged_dtype == "bfloat16" and m.max_length == 12 and m.truncated == len(PAIRS)  # every pair is longer
+    hw = m.hardware
+    assert hw.device == "cpu" and hw.precision == "fp32" and hw.mfu is None
+    assert hw.tokens == 12 * len(PAIRS) and hw.tokens_per_second > 0 and hw.peak_memory_mb > 100
+
+
+def test_packing_keeps_every_answer_label_masks_prompts_and_trains_like_padding(tiny_base, tmp_path):
+    from transformers import AutoTokenizer, DataCollatorWithFlattening
+
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    rows, _ = encode_pairs(tok, PAIRS[:3], 128)
+    batch = DataCollatorWithFlattening()(rows)
+    assert batch["input_ids"].shape == (1, sum(len(r["input_ids"]) for r in rows))  # one sequence, no padding
+    assert batch["labels"][0].tolist() == [t for r in rows for t in [-100, *r["labels"][1:]]]
+    starts = [i for i, p in enumerate(batch["position_ids"][0].tolist()) if p == 0]
+    assert starts == [0, len(rows[0]["input_ids"]), len(rows[0]["input_ids"]) + len(rows[1]["input_ids"])]
+    answers = [tok.decode([t for t in r["labels"] if t != -100]) for r in rows]
+    assert answers == [a + "<|end|>" for _, a in PAIRS[:3]]
+    settings = TrainSettings(epochs=3, learning_rate=5e-3, batch_size=4, threads=2)
+    packed = finetune(tiny_base, PAIRS, tmp_path / "packed", settings, "p")
+    padded = finetune(tiny_base, PAIRS, tmp_path / "padded", settings.model_copy(update={"packing": False}), "q")
+    assert packed.hardware.tokens == padded.hardware.tokens
+    assert packed.loss_curve[0][1] == pytest.approx(padded.loss_curve[0][1], rel=1e-3)  # the same loss, step for step
+    assert packed.final_loss == pytest.approx(padded.final_loss, rel=0.05)

@@ -134,8 +134,9 @@ def test_an_ollama_tag_resolves_to_its_gguf_blob(ollama, smollm2, tmp_path, caps
     fake, url = ollama
     cfg = parse_config({"model_name": "smollm2:135m", "model_backend": "ollama", "serving": {"base_url": url}})
     assert check_base(cfg) == "ollama" and ("POST", "/api/show") in fake.requests
-    folder = sources.resolve("smollm2:135m", "ollama", MODELS, url)
-    assert folder == smollm2  # the same GGUF content: the same converted folder
+    folder = sources.resolve("smollm2:135m", "ollama", tmp_path / "models", url)  # converted from the blob itself
+    assert weights_fingerprint(folder) == weights_fingerprint(smollm2)  # the same GGUF content: the same weights
+    assert json.loads((folder / "bcomc_base.json").read_text())["gguf"] == str(fake.pulled["smollm2:135m"])
     for absent, why in (("llama3.2:3b", r"has no model 'llama3.2:3b'; `ollama pull llama3.2:3b` first"),):
         with pytest.raises(InputError, match=why):
             check_base(parse_config({"model_name": absent, "model_backend": "ollama", "serving": {"base_url": url}}))

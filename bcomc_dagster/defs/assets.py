@@ -176,6 +176,14 @@ def checkpoint(
             "merged_fingerprint": m.merged_fingerprint,
             "base_model": m.base_model,
             "elapsed_s": dg.MetadataValue.float(m.train_seconds),
+            "max_length": m.max_length,
+            "truncated": m.truncated,  # examples cut to max_length tokens
+            "merged_dtype": m.merged_dtype,
+            **({"device": m.hardware.device, "precision": m.hardware.precision,
+                "tokens_per_s": dg.MetadataValue.float(m.hardware.tokens_per_second),
+                "peak_memory_mb": dg.MetadataValue.float(m.hardware.peak_memory_mb),
+                "mfu": dg.MetadataValue.float(m.hardware.mfu) if m.hardware.mfu is not None else "n/a (no peak figure for this device)"}
+               if m.hardware else {}),  # fmt: skip
         }
     )
 

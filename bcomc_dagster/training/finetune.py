@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from bcomc_dagster.training.chat import encode_pairs
 from bcomc_dagster.training.weights import base_name, weights_fingerprint
@@ -37,6 +37,10 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
 class TrainSettings(BaseModel):
+    """What a fine-tune needs of ``finetune.*`` in the campaign config (the same fields) and its seed."""
+
+    model_config = ConfigDict(extra="forbid")
+
     rank: int = 16
     alpha: int | None = Field(None, description="LoRA alpha; default 2 x rank.")
     epochs: float = 3
@@ -47,6 +51,8 @@ class TrainSettings(BaseModel):
     threads: int | None = None
     device: Device = "auto"
     precision: Precision = "auto"
+    packing: bool = True
+    gradient_checkpointing: bool = False
 
 
 class Hardware(BaseModel):
@@ -131,6 +137,7 @@ def finetune(
         AutoModelForCausalLM,
         AutoTokenizer,
         DataCollatorForSeq2Seq,
+        DataCollatorWithFlattening,
         PrinterCallback,
         Trainer,
         TrainerCallback,
@@ -195,12 +202,20 @@ def finetune(
             data_seed=settings.seed,
             dataloader_num_workers=0,
             disable_tqdm=True,
+            gradient_checkpointing=settings.gradient_checkpointing,
         )
+        # packed: each batch is one sequence of its examples back to back, position ids restarting per example
+        # (transformers masks attention across them), so no step computes on padding; the loss is the same
+        # mean over answer tokens as with padded batches
+        collator = (
+            DataCollatorWithFlattening() if settings.packing
+            else DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+        )  # fmt: skip
         trainer = Trainer(
             model=model,
             args=args,
             train_dataset=dataset,
-            data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+            data_collator=collator,
             callbacks=[_Log()],
         )
         trainer.remove_callback(PrinterCallback)  # progress goes through on_log, not stdout

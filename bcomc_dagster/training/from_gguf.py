@@ -8,9 +8,12 @@ config end turns on the chat template's end-of-turn token (see ``chat.end_of_tur
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from bcomc_dagster.training.weights import BASE_META, file_sha256
@@ -45,6 +48,19 @@ def check(path: Path) -> str:
     return arch
 
 
+@contextlib.contextmanager
+def gguf_named(path: Path) -> Iterator[Path]:
+    """``path`` under a name ending in ``.gguf``, which transformers needs to read it as GGUF: Ollama's blobs
+    are named ``sha256-<digest>``."""
+    if path.suffix == ".gguf":
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="bcomc-gguf-") as tmp:
+        link = Path(tmp) / "model.gguf"
+        link.symlink_to(path)
+        yield link
+
+
 def convert(path: Path, cache_dir: Path, name: str) -> Path:
     """The folder of ``path``'s weights as safetensors (float32), converting on first use (atomic rename)."""
     path = Path(path).resolve()
@@ -60,8 +76,9 @@ def convert(path: Path, cache_dir: Path, name: str) -> Path:
     from bcomc_dagster.training.chat import end_of_turn
 
     hf_logging.disable_progress_bar()
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    with gguf_named(path) as named, contextlib.redirect_stderr(io.StringIO()):  # a bar no setting turns off
+        tokenizer = AutoTokenizer.from_pretrained(named.parent, gguf_file=named.name)
+        model = AutoModelForCausalLM.from_pretrained(named.parent, gguf_file=named.name, dtype=torch.float32)
     if hasattr(model.config, "quantization_config"):  # the weights are de-quantised now: plain safetensors
         del model.config.quantization_config
     model.hf_quantizer = None

@@ -62,6 +62,17 @@ def _ollama_model_dirs() -> list[Path]:
     return [Path(d).expanduser() for d in dirs if d]
 
 
+# config defaults of a base that differ from the pretrained-base defaults in config.py (fields not set by the user)
+BASE_DEFAULTS: dict[str, dict] = {
+    # random weights learn facts only from many passes at a high rate (measured on the demo suite, README)
+    "bcomc-tiny": {"finetune": {"epochs": 12, "learning_rate": 0.003}},
+}
+
+
+def config_defaults(name: str) -> dict:
+    return BASE_DEFAULTS.get(name, {})
+
+
 class Embedded:
     """Models this project builds or ships: no network, no hub."""
 

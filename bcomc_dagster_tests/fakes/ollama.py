@@ -128,9 +128,12 @@ class FakeOllama:
             if self.models.get(_full(name)) is None and _full(name) in self.pulled:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+                from bcomc_dagster.training.from_gguf import gguf_named
+
                 blob = self.pulled[_full(name)]
-                tok = AutoTokenizer.from_pretrained(blob.parent, gguf_file=blob.name)
-                model = AutoModelForCausalLM.from_pretrained(blob.parent, gguf_file=blob.name).eval()
+                with gguf_named(blob) as f:
+                    tok = AutoTokenizer.from_pretrained(f.parent, gguf_file=f.name)
+                    model = AutoModelForCausalLM.from_pretrained(f.parent, gguf_file=f.name).eval()
                 self.models[_full(name)] = (model, tok, blob.parent)
             entry = self.models.get(_full(name))
         if entry is None:
