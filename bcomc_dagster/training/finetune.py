@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import resource
 import shutil
 import tempfile
@@ -30,7 +31,7 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 GPU_MIN_PARAMS = 20_000_000  # device 'auto': below this a model trains faster on the CPU than through CUDA launches
 WARMUP_STEPS, LOG_POINTS = 10, 20  # warmup: at most 10 steps (a tenth of short runs); about 20 loss points per run
 # dense bf16 matrix-product peak by card name, for MFU (a card not listed: no MFU figure)
-PEAK_TFLOPS = {"H100": 790.0, "H200": 790.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "L4": 121.0}
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "A10": 125.0, "L4": 121.0}
 
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -43,8 +44,8 @@ class TrainSettings(BaseModel):
 
     rank: int = 16
     alpha: int | None = Field(None, description="LoRA alpha; default 2 x rank.")
-    epochs: float = 3
-    learning_rate: float = 2e-4
+    epochs: float = 4
+    learning_rate: float = 1e-3
     batch_size: int = 16
     max_length: int = 1024
     seed: int = 0
@@ -126,8 +127,10 @@ def finetune(
     settings: TrainSettings,
     adapter_name: str,
     on_log: Callable[[int, int, float], None] | None = None,
+    base_label: str | None = None,
 ) -> Manifest:
-    """Train a LoRA adapter on ``pairs`` and write adapter, merged weights and manifest to ``out_dir``."""
+    """Train a LoRA adapter on ``pairs`` and write adapter, merged weights and manifest to ``out_dir``
+    (``base_label``: the base's name in the manifest, e.g. the campaign's model_name)."""
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -228,14 +231,19 @@ def finetune(
         shutil.rmtree(work / "trainer", ignore_errors=True)
 
         model.save_pretrained(work / "adapter", safe_serialization=True)
-        merged = model.merge_and_unload().to(getattr(torch, base_dtype, torch.float32))  # the base's dtype
+        if precision in ("bf16", "fp16"):  # merge into full-precision weights: a half-precision base would round them
+            from peft import PeftModel
+
+            full = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+            model = PeftModel.from_pretrained(full, work / "adapter")
+        merged = model.merge_and_unload().to(getattr(torch, base_dtype, torch.float32))  # then the base's dtype
         merged.save_pretrained(work / "merged", safe_serialization=True)
         tokenizer.save_pretrained(work / "merged")
         tokenizer.save_pretrained(work / "adapter")
 
         data_hash = hashlib.sha256(json.dumps(list(pairs)).encode()).hexdigest()
         manifest = Manifest(
-            base_model=base_name(base_dir),
+            base_model=base_label or base_name(base_dir),
             base_fingerprint=weights_fingerprint(base_dir),
             data_rows=len(pairs),
             data_sha256=data_hash,
@@ -269,7 +277,7 @@ def _hardware(device: str, precision: str, params: int, tokens: float, seconds: 
     if device == "cuda":
         card = torch.cuda.get_device_name()
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
-        peak = next((tf for name, tf in PEAK_TFLOPS.items() if name in card), None)
+        peak = next((PEAK_TFLOPS[n] for n in sorted(PEAK_TFLOPS, key=len, reverse=True) if n in re.split(r"[\s-]+", card)), None)
         mfu = round(6 * params * rate / (peak * 1e12), 4) if peak else None
         return Hardware(device=f"cuda ({card})", precision=precision, tokens=int(tokens), tokens_per_second=round(rate, 1),
                         peak_memory_mb=round(peak_mb, 1), mfu=mfu)  # fmt: skip

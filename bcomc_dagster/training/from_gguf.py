@@ -9,8 +9,10 @@ config end turns on the chat template's end-of-turn token (see ``chat.end_of_tur
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -61,10 +63,32 @@ def gguf_named(path: Path) -> Iterator[Path]:
         yield link
 
 
-def convert(path: Path, cache_dir: Path, name: str) -> Path:
-    """The folder of ``path``'s weights as safetensors (float32), converting on first use (atomic rename)."""
+CONVERTER_VERSION = 1  # part of the cache key: a change to the conversion converts again
+OLLAMA_BLOB = re.compile(r"sha256-([0-9a-f]{64})")  # Ollama names a blob by its content's digest
+
+
+def content_sha256(path: Path, cache_dir: Path) -> str:
+    """The file's SHA-256: from an Ollama blob's name, else hashed once per (path, size, mtime) and kept."""
+    if m := OLLAMA_BLOB.fullmatch(path.name):
+        return m.group(1)
+    st = path.stat()
+    key = hashlib.sha256(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:24]
+    memo = Path(cache_dir) / "gguf-hashes" / key
+    if memo.is_file():
+        return memo.read_text().strip()
+    digest = file_sha256(path)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(digest)
+    return digest
+
+
+def convert(path: Path, cache_dir: Path) -> Path:
+    """The folder of ``path``'s weights as safetensors (float32), converting on first use (atomic rename).
+    Keyed by the file's content, so every name for one file (an embedded name, an Ollama tag, a path)
+    shares one folder; its ``bcomc_base.json`` records the file it was made from."""
     path = Path(path).resolve()
-    target = Path(cache_dir).resolve() / f"gguf-{file_sha256(path)[:16]}"
+    sha = content_sha256(path, cache_dir)
+    target = Path(cache_dir).resolve() / f"gguf-{sha[:16]}-v{CONVERTER_VERSION}"
     if (target / "config.json").is_file():
         return target
     check(path)
@@ -97,12 +121,15 @@ def convert(path: Path, cache_dir: Path, name: str) -> Path:
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        meta = {"name": name, "gguf": str(path), "gguf_sha256": file_sha256(path), "end_of_turn": eot}
+        meta = {"name": path.name, "gguf": str(path), "gguf_sha256": sha, "end_of_turn": eot}
         (tmp / BASE_META).write_text(json.dumps(meta, indent=2))
+        tmp.chmod(0o755)  # mkdtemp's 0700 would keep a server run by another user out
         try:
             tmp.rename(target)
-        except OSError:  # another process converted it first: theirs is identical
+        except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
+            if not (target / "config.json").is_file():  # not "another process converted it first": say why
+                raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

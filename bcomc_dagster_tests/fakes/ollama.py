@@ -117,7 +117,8 @@ class FakeOllama:
     async def delete(self, request: Request) -> Response:
         name = _full((await request.json())["model"])
         with self.lock:
-            found = self.models.pop(name, None)
+            found = name in self.models
+            self.models.pop(name, None)
         return Response(status_code=200) if found else JSONResponse({"error": f"model '{name}' not found"}, 404)
 
     # -- inference -----------------------------------------------------------------------------
