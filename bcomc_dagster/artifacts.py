@@ -14,11 +14,11 @@ from pathlib import Path
 
 from bcomc_dagster.errors import InputError, PredecessorMissing
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # whole names only: fullmatch, never match
 
 
 def check_campaign_name(name: str) -> str:
-    if not NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:
         raise InputError(
             f"campaign name {name!r}: expected 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
@@ -31,6 +31,15 @@ class ArtifactStore:
 
     def campaign_dir(self, campaign: str) -> Path:
         return self.root / "campaigns" / check_campaign_name(campaign)
+
+    def inside(self, campaign: str, rel: str) -> Path:
+        """``rel`` under the campaign's folder, resolved; InputError when it points anywhere else (an
+        absolute path, ``..``, a symlink out)."""
+        root = self.campaign_dir(campaign).resolve()
+        target = (root / rel).resolve()
+        if not rel or rel.startswith("/") or "//" in rel or not target.is_relative_to(root) or target == root:
+            raise InputError(f"{rel!r}: not a path inside campaign {campaign!r}'s folder; refusing to write it")
+        return target
 
     def iteration_dir(self, campaign: str, iteration: int) -> Path:
         if iteration < 0:
@@ -45,7 +54,7 @@ class ArtifactStore:
         return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and (having is None or (p / having).exists()))
 
     def path(self, campaign: str, iteration: int | None, name: str) -> Path:
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise InputError(f"artifact name {name!r}: expected a plain file name")
         base = self.campaign_dir(campaign) if iteration is None else self.iteration_dir(campaign, iteration)
         return base / name

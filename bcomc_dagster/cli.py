@@ -1,4 +1,4 @@
-"""``bcomc``: demo, launch, validate, advance, status, report.
+"""``bcomc``: demo, launch, validate, advance, resume, stop, status, report.
 
 Exit codes say what happened: 0 done (a campaign reached its target), 1 a stage failed, 2 bad input
 (config, suite, campaign name), 3 the campaign stopped short of its target (max iterations, budget),
@@ -23,6 +23,7 @@ EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED, EXIT_SERVING, EXIT_PROVIDER = 0,
 CAUSES = {
     "InputError": EXIT_INPUT, "BudgetExceeded": EXIT_STOPPED, "ServingError": EXIT_SERVING, "EvalIncomplete": EXIT_PROVIDER,
     "LLMError": EXIT_PROVIDER, "PermanentLLMError": EXIT_PROVIDER, "InvalidAnswer": EXIT_PROVIDER,
+    "CampaignBusy": EXIT_INPUT,
 }  # fmt: skip
 
 
@@ -163,34 +164,45 @@ def cmd_report(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from bcomc_dagster import costs, stages
+    from bcomc_dagster import campaign_state, costs, driver, stages
     from bcomc_dagster.defs.partitions import campaigns
 
     instance, _, store = _ctx()
+    if args.campaign:
+        campaign_state.require(store, args.campaign)  # an unknown campaign is an error, not "launched"
     names = [args.campaign] if args.campaign else instance.get_dynamic_partitions(campaigns.name)
-    rows = []
+    rows, orphans = [], []
     for c in names:
         row = {"campaign": c, "iteration": None, "pass_rate": None, "delta": None, "status": "launched",
                "cost_usd": None, "skipped": {}, "live": None, "endpoint": None, "failure": None}  # fmt: skip
+        if not store.path(c, None, stages.CONFIG).exists():
+            row["status"] = "unknown (no artifacts here)"
+            rows.append(row)
+            continue
+        active = driver.settle_runs(instance, store, c)  # a run whose process died is failed, not running
+        row["status"] = campaign_state.state(store, c, active)
         try:
             last = stages.latest_iteration(store, c)
             rep = stages.read_report(store, c, last)
-            row.update(iteration=last, pass_rate=rep.pass_rate, delta=rep.improvement_delta, status="running",
+            row.update(iteration=last, pass_rate=rep.pass_rate, delta=rep.improvement_delta,
                        cost_usd=costs.campaign_cost(store, c), skipped=stages.skipped_services(store, c))  # fmt: skip
-            out = store.path(c, None, stages.OUTCOME)
-            if out.exists():
-                row["status"] = json.loads(out.read_text())["status"]
-            fail = stages.last_failure(store, c)
-            if fail and not out.exists():
-                row.update(status="failed", failure=f"iteration {fail.iteration} {fail.stage}: {fail.error.splitlines()[0][:200]}")
-            now = stages.live(store, c)
-            if now:
-                row.update(live=f"{now.model} (it {now.iteration})", endpoint=now.endpoint)
         except BcomcError:
             pass
+        fail = stages.last_failure(store, c)
+        if fail and row["status"] == "failed":
+            row["failure"] = f"iteration {fail.iteration} {fail.stage}: {fail.error.splitlines()[0][:200]}"
+        now = stages.live(store, c)
+        if now:
+            row.update(live=f"{now.model} (it {now.iteration})", endpoint=now.endpoint)
+        found = campaign_state.orphans(store, c, row["status"])
+        if found and args.reap:
+            for o in campaign_state.reap(store, found):
+                print(f"{c}: stopped orphaned model server pid {o.pid} (port {o.port}; {o.why})", file=sys.stderr)
+            found = []
+        orphans += found
         rows.append(row)
     if args.json:
-        emit(args, rows)
+        emit(args, {"campaigns": rows, "orphans": [o.model_dump() for o in orphans]} if args.orphans else rows)
         return EXIT_OK
     from rich.console import Console
     from rich.table import Table
@@ -206,12 +218,47 @@ def cmd_status(args) -> int:
     Console().print(table)
     for r in rows:
         if r["failure"]:
-            print(f"{r['campaign']}: failed at {r['failure']}")
+            print(f"{r['campaign']}: failed at {r['failure']}; `bcomc resume {r['campaign']}` continues it")
         for i, services in r["skipped"].items():
             print(f"{r['campaign']}: iteration {i} skipped {', '.join(services)} (generation kept failing)")
         if r["endpoint"]:
             print(f"{r['campaign']}: {r['live']} at {r['endpoint']}")
+    for o in orphans:
+        print(f"{o.campaign}: orphaned model server pid {o.pid} on port {o.port} ({o.why}); `bcomc status --reap` stops it")
     return EXIT_OK
+
+
+def cmd_stop(args) -> int:
+    from bcomc_dagster import driver
+
+    instance, _, store = _ctx()
+    stopped = driver.stop(instance, store, args.campaign)
+    if args.json:
+        emit(args, {"campaign": args.campaign, "status": "stopped", "servers_stopped": stopped})
+    else:
+        print(f"campaign {args.campaign}: stopped" + (f"; stopped model servers {stopped}" if stopped else "; no model server was running"))
+        print(f"`bcomc resume {args.campaign}` continues it")
+    return EXIT_OK
+
+
+def cmd_resume(args) -> int:
+    from bcomc_dagster import driver
+
+    instance, defs, store = _ctx()
+    t0 = time.monotonic()
+    with _bars(not args.json):
+        outcome = driver.resume(instance, defs, store, args.campaign)
+    if outcome is None:
+        print(f"campaign {args.campaign}: waiting (auto_advance is off): `bcomc advance {args.campaign}` runs the next iteration")
+        if args.json:
+            emit(args, {"campaign": args.campaign, "status": "waiting"})
+        return EXIT_OK
+    if args.json:
+        emit(args, {**outcome.model_dump(mode="json"), "seconds": round(time.monotonic() - t0, 1)})
+    else:
+        rates = ", ".join(f"{k}: {v:.1f}%" for k, v in outcome.pass_rates.items())
+        print(f"campaign {args.campaign}: {outcome.status} after {outcome.iterations} iteration(s); pass rate by iteration: {rates}")
+    return EXIT_OK if outcome.status == "target_reached" else EXIT_STOPPED
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,9 +282,17 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("advance", help="run the next iteration of a campaign by hand")
     s.add_argument("campaign")
     s.set_defaults(func=cmd_advance)
-    s = sub.add_parser("status", help="campaigns: iteration, pass rate, delta, status, cost, what is live")
+    s = sub.add_parser("status", help="campaigns: iteration, pass rate, delta, status, cost, what is live, orphans")
     s.add_argument("campaign", nargs="?")
+    s.add_argument("--reap", action="store_true", help="stop the model servers of campaigns that no longer run")
+    s.add_argument("--orphans", action="store_true", help="with --json: {campaigns, orphans} instead of the rows")
     s.set_defaults(func=cmd_status)
+    s = sub.add_parser("stop", help="stop a campaign: its model servers stop, the sensor advances it no more")
+    s.add_argument("campaign")
+    s.set_defaults(func=cmd_stop)
+    s = sub.add_parser("resume", help="continue a campaign from its last complete stage (after a crash, a failure or stop)")
+    s.add_argument("campaign")
+    s.set_defaults(func=cmd_resume)
     s = sub.add_parser("report", help="write a campaign's report (HTML and Markdown) into its artifact folder")
     s.add_argument("campaign")
     s.set_defaults(func=cmd_report)

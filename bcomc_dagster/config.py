@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,7 @@ from bcomc_dagster.errors import InputError
 from bcomc_dagster.evals.suite import resolve_suite_path
 from bcomc_dagster.llm.cost import Price
 from bcomc_dagster.llm.registry import BACKENDS, EMBEDDED, ProviderSettings
+from bcomc_dagster.secrets import check_env_name, check_url, redact
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "suites" / "demo" / "campaign.json"
 # `bcomc demo --model NAME`: the demo suite on each embedded base, with the settings that base needs
@@ -26,7 +28,8 @@ VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # strict: a number field takes numbers only (no true for 1, no "5" for 5); unknown keys are errors
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
 
 
 class PromptConfig(_Strict):
@@ -60,6 +63,12 @@ class DatagenConfig(_Strict):
     max_services: int = Field(5, ge=1, description="Most services targeted per iteration.")
 
     _backends = field_validator("generator_backend", "synthesizer_backend")(classmethod(lambda cls, v: v and _backend(v)))
+
+    @model_validator(mode="after")
+    def _services_in_order(self) -> DatagenConfig:
+        if self.min_services > self.max_services:
+            raise ValueError(f"datagen.min_services ({self.min_services}) is above datagen.max_services ({self.max_services})")
+        return self
 
     @model_validator(mode="after")
     def _models_fit_backends(self) -> DatagenConfig:
@@ -168,17 +177,14 @@ class ServingConfig(_Strict):
     )
     max_loras: int = Field(2, ge=1, le=64, description="Adapters a vLLM server started here holds at once (hot-swap).")
     gpu_memory_utilization: float = Field(
-        0.9, gt=0, le=1, description="vLLM's CUDA build: the share of GPU memory a server started here may take."
+        0.4, gt=0, le=1, description="vLLM's CUDA build: the share of GPU memory a server started here may take. "
+        "The fine-tune shares the GPU with it, and a restart briefly runs two servers: at most 0.45 in 'restart' mode.",
     )
     eval_concurrency: int = Field(8, ge=1, le=256, description="Eval requests in flight at once.")
     stop_at_end: bool = Field(True, description="Stop the servers this campaign started when it ends.")
 
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError("expected an http:// or https:// URL")
-        return v
+    _url = field_validator("base_url")(classmethod(lambda cls, v: check_url(v)))
+    _env = field_validator("api_key_env")(classmethod(lambda cls, v: check_env_name(v)))
 
 
 class LLMConfig(_Strict):
@@ -261,6 +267,8 @@ class CampaignConfig(_Strict):
             raise ValueError("serving.mode: 'restart' starts vLLM here; with serving.base_url use 'hot-swap'")
         if sv.mode == "restart" and self.model_backend == "local" and sv.engine == "transformers":
             raise ValueError("serving.mode: 'restart' is a vLLM mode; serving.engine 'transformers' serves by path")
+        if sv.mode == "restart" and sv.gpu_memory_utilization > 0.45:
+            raise ValueError("serving.gpu_memory_utilization: at most 0.45 in 'restart' mode (two servers share the GPU while one replaces the other)")
         if sv.base_url and self.model_backend == "local":
             raise ValueError("serving.base_url: set model_backend to 'vllm' or 'ollama' to use a server you run")
         return self
@@ -299,19 +307,20 @@ class CampaignConfig(_Strict):
 
     @model_validator(mode="after")
     def _known_model(self) -> CampaignConfig:
+        """Which source each name is (its form alone); what the disk or a server says is ``check_base``'s."""
         from bcomc_dagster.training import sources
 
-        if self.base_weights is not None and self.model_backend != "ollama":
-            raise ValueError("base_weights: only with model_backend 'ollama' (elsewhere model_name is what is trained)")
         for field, name, backend in (("model_name", self.model_name, self.model_backend), ("base_weights", self.base_weights, "local")):
             if name is None:
                 continue
             try:
-                source = sources.source_of(name, backend)
-                if source.kind != "ollama":  # a tag is looked up on its server by `bcomc validate` (check_base)
-                    source.check(name, backend, self.ollama_url)
+                kind = sources.source_of(name, backend).kind
             except ValueError as e:
                 raise ValueError(f"{field}: {e} (got {name!r})") from None
+            if field == "base_weights" and kind == "ollama":
+                raise ValueError("base_weights: a folder, a .gguf file or a Hub id, not an Ollama tag")
+        if self.base_weights is not None and not sources.is_ollama_tag(self.model_name, self.model_backend):
+            raise ValueError("base_weights: only with an Ollama tag as model_name (elsewhere model_name is what is trained)")
         return self
 
     @property
@@ -319,6 +328,25 @@ class CampaignConfig(_Strict):
         from bcomc_dagster.training.sources import OLLAMA_URL
 
         return self.serving.base_url or OLLAMA_URL
+
+    def resolved(self) -> CampaignConfig:
+        """The config with relative paths made absolute (from the current folder), as it is stored at launch:
+        a later step may run in another folder, or on another machine (the daemon, a worker, a Pipes process)."""
+        from bcomc_dagster.evals.suite import BUILTIN_DIR
+        from bcomc_dagster.training import sources
+
+        def absolute(name: str | None, backend: str) -> str | None:
+            if name is None or sources.source_of(name, backend).kind not in ("folder", "gguf"):
+                return name
+            return str(Path(name).expanduser().resolve())
+
+        suite = self.eval_suite
+        if not (BUILTIN_DIR / suite / "questions.jsonl").is_file():
+            suite = str(Path(suite).expanduser().resolve())
+        return self.model_copy(update={
+            "eval_suite": suite, "model_name": absolute(self.model_name, self.model_backend),
+            "base_weights": absolute(self.base_weights, "local"),
+        })  # fmt: skip
 
     @property
     def trained_model(self) -> tuple[str, str]:
@@ -336,24 +364,28 @@ def _merge(defaults: dict, data: dict) -> dict:
     out = dict(data)
     for k, v in defaults.items():
         if k not in out:
-            out[k] = v
+            out[k] = copy.deepcopy(v)
         elif isinstance(v, dict) and isinstance(out[k], dict):
             out[k] = _merge(v, out[k])
     return out
 
 
 def check_base(cfg: CampaignConfig) -> str:
-    """What only a look outside the config can tell (an Ollama tag on its server, its GGUF blob readable and
-    of an architecture transformers reads); InputError naming the field. Returns the trained source's kind."""
+    """What only a look at the disk or a server can tell: the weights are there and readable (an Ollama tag
+    on its server, a GGUF architecture transformers reads, a Hub id in the cache while offline, a chat
+    template). InputError names the field. Returns the trained source's kind. Run at launch and validate."""
     from bcomc_dagster.training import sources
 
+    if cfg.base_weights:  # the tag is still what the baseline serves: it must be there
+        try:
+            sources.OllamaTag.show(cfg.model_name, cfg.ollama_url)
+        except ValueError as e:
+            raise InputError(f"model_name: {e} (got {cfg.model_name!r})") from None
     name, backend = cfg.trained_model
     field = "base_weights" if cfg.base_weights else "model_name"
     try:
-        if cfg.base_weights and sources.is_ollama_tag(cfg.model_name, cfg.model_backend):
-            sources.OllamaTag.show(cfg.model_name, cfg.ollama_url)  # served as the baseline: it must exist
         return sources.check(name, backend, cfg.ollama_url)
-    except ValueError as e:
+    except (ValueError, OSError, RuntimeError) as e:  # OSError, RuntimeError: a path the system cannot take
         raise InputError(f"{field}: {e} (got {name!r})") from None
 
 
@@ -367,7 +399,7 @@ def _describe(e: ValidationError, source: str) -> str:
         field = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        got = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(err.get("input"), dict) else f" (got {err.get('input')!r})"
+        got = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(err.get("input"), dict) else f" (got {redact(repr(err.get('input')))})"
         lines.append(f"  {msg}{got}" if msg.startswith(f"{field}.") else f"  {field}: {msg}{got}")  # a rule across fields names them
     return f"{source}: invalid campaign config\n" + "\n".join(lines)
 

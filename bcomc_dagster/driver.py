@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.storage.tags import RUN_KEY_TAG
 
-from bcomc_dagster import stages
+from bcomc_dagster import campaign_state, stages
 from bcomc_dagster.artifacts import ArtifactStore, check_campaign_name
 from bcomc_dagster.config import CampaignConfig
 from bcomc_dagster.defs.partitions import campaigns as campaign_partitions
@@ -30,9 +31,39 @@ from bcomc_dagster.defs.resources import default_home
 from bcomc_dagster.defs.sensors import WATCHED, evaluate_tick
 from bcomc_dagster.errors import InputError, StageFailed
 from bcomc_dagster.loop import Decision
+from bcomc_dagster.serving import process
 
 Print = Callable[[str], None]
 QUIET_RUN = {"loggers": {"progress": {}}}
+PID_TAG, HOST_TAG = "bcomc/pid", "bcomc/host"  # on runs executed in a CLI process: a dead one is a failed run
+ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+def _here() -> dict[str, str]:
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def settle_runs(instance: dg.DagsterInstance, store: ArtifactStore, campaign: str) -> bool:
+    """Mark the campaign's runs whose CLI process on this host is gone as failed (recording why in the
+    iteration's folder); returns whether a run of it is still queued or running anywhere."""
+    active = False
+    for run in instance.get_runs(dg.RunsFilter(tags={"campaign": campaign}, statuses=ACTIVE)):
+        pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+        if pid and host == socket.gethostname() and not process.pid_alive(int(pid)):
+            why = f"run {run.run_id} ({run.job_name}) was interrupted: its process (pid {pid}) is gone"
+            instance.report_run_failed(run, why)
+            i = _iteration_of(run)
+            if run.job_name != "outcome_job" and not store.path(campaign, i, stages.REPORT).exists():
+                stages.record_failure(store, campaign, i, run.job_name, RuntimeError(why))
+            store.write_json(campaign, None, campaign_state.INTERRUPTED, {"run_id": run.run_id, "job": run.job_name, "why": why})
+            continue
+        active = True
+    return active
+
+
+def _iteration_of(run: dg.DagsterRun) -> int:
+    key = run.tags.get("dagster/partition", "")
+    return int(key.split("|", 1)[1]) if "|" in key else 0
 
 
 def ensure_dagster_home() -> Path:
@@ -57,9 +88,16 @@ def launch(
     instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, cfg: CampaignConfig, campaign: str
 ) -> None:
     check_campaign_name(campaign)
-    if instance.has_dynamic_partition(campaign_partitions.name, campaign):
-        raise InputError(f"campaign {campaign!r} exists already; choose another --campaign name")
-    instance.add_dynamic_partitions(campaign_partitions.name, [campaign])
+    cfg = cfg.resolved()
+    exists = InputError(f"campaign {campaign!r} exists already; choose another --campaign name")
+    if instance.has_dynamic_partition(campaign_partitions.name, campaign) or store.path(campaign, None, stages.CONFIG).exists():
+        raise exists
+    try:
+        instance.add_dynamic_partitions(campaign_partitions.name, [campaign])
+    except Exception as e:  # noqa: BLE001 - a launch of the same name at the same instant won the insert
+        if instance.has_dynamic_partition(campaign_partitions.name, campaign):
+            raise exists from None
+        raise
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("campaign_config")})
     launch_config = cfg.model_dump(mode="json", exclude_none=True)  # Dagster maps take no nulls; None = default
     run_config = {**QUIET_RUN, "ops": {"campaign_config": {"config": launch_config}}}
@@ -129,17 +167,53 @@ def _quiet(logger: str):
         log.setLevel(level)
 
 
+def _failed(store: ArtifactStore, campaign: str, label: str, res: dg.ExecuteInProcessResult) -> StageFailed:
+    """A run failed: record it where status finds it (if the stage did not), stop the campaign's servers
+    (nothing will use them until it is resumed, which serves the model again), and say why."""
+    err = _failure(campaign, label, res)
+    i = int(label.split()[-1]) if label.startswith("iteration") else 0
+    if not store.path(campaign, i, stages.FAILURE).exists() and not store.path(campaign, i, stages.REPORT).exists():
+        stages.record_failure(store, campaign, i, label, err)
+    campaign_state.stop_servers(store, campaign)
+    return err
+
+
 def drive(
     instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, campaign: str, out: Print = print,
     cursor: str | None = None, max_runs: int = 200,
 ) -> stages.Outcome | None:
-    """Tick the sensor and run what it asks for this campaign, until it asks for nothing more."""
+    """Tick the sensor and run what it asks for this campaign, until it asks for nothing more; one process
+    at a time (the campaign's lock)."""
+    with campaign_state.locked(store, campaign, "driving the campaign"):
+        if settle_runs(instance, store, campaign):
+            raise campaign_state.CampaignBusy(f"campaign {campaign!r} has a run queued or running (the daemon's); wait for it")
+        if store.path(campaign, None, campaign_state.INTERRUPTED).exists():
+            raise InputError(f"campaign {campaign!r} was interrupted: `bcomc resume {campaign}` continues it")
+        return _drive(instance, defs, store, campaign, out, cursor, max_runs)
+
+
+@contextmanager
+def _stops_on_interrupt(store: ArtifactStore, campaign: str, what: str):
+    """Ctrl-C (or SIGTERM turned into it) while a stage runs here: stop the campaign's servers and mark it
+    interrupted, so that status says failed and resume picks it up."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        campaign_state.stop_servers(store, campaign)
+        store.write_json(campaign, None, campaign_state.INTERRUPTED, {"job": what, "why": "interrupted (Ctrl-C)"})
+        raise
+
+
+def _drive(
+    instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, campaign: str, out: Print,
+    cursor: str | None, max_runs: int,
+) -> stages.Outcome | None:
     done_keys: set[str] = set()
     t0 = time.monotonic()
     for _ in range(max_runs):
         ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
         with _quiet("dagster"):  # the tick's decisions are printed below, step by step
-            result = evaluate_tick(ctx, store)
+            result = evaluate_tick(ctx, store, locked_here=campaign)
         cursor = result.cursor
         for req in result.dynamic_partitions_requests or []:
             instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
@@ -152,36 +226,108 @@ def drive(
                 req.partition_key, dg.MultiPartitionKey) else req.job_name.removesuffix("_job")  # fmt: skip
             out(f"[{time.monotonic() - t0:6.0f} s] {campaign}: {label}")
             started = time.monotonic()
-            res = defs.resolve_job_def(req.job_name).execute_in_process(
-                instance=instance, partition_key=req.partition_key, run_config=QUIET_RUN,
-                tags={**req.tags, RUN_KEY_TAG: req.run_key},  # the daemon's sensor then skips this run key
-                raise_on_error=False,
-            )  # fmt: skip
+            with _stops_on_interrupt(store, campaign, label):
+                res = defs.resolve_job_def(req.job_name).execute_in_process(
+                    instance=instance, partition_key=req.partition_key, run_config=QUIET_RUN,
+                    tags={**req.tags, RUN_KEY_TAG: req.run_key, **_here()},  # the daemon's sensor then skips this run key
+                    raise_on_error=False,
+                )  # fmt: skip
             _summarise(out, res)
             out(f"  ({time.monotonic() - started:.0f} s)")
             if not res.success:
-                raise _failure(campaign, label, res)
+                raise _failed(store, campaign, label, res)
     outcome_path = store.path(campaign, None, stages.OUTCOME)
     return stages.Outcome.model_validate_json(outcome_path.read_text()) if outcome_path.exists() else None
 
 
 def advance(instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, campaign: str, out: Print = print) -> Decision:
-    """Run the next iteration of a campaign by hand (for auto_advance: false), at the same stop rules."""
-    last = stages.latest_iteration(store, campaign)
-    report = stages.read_report(store, campaign, last)
-    decision = stages.next_decision(store, campaign, last, report.pass_rate, auto_advance=True)
-    if decision.final:
-        out(f"{campaign}: not advancing: {decision.value} at iteration {last} ({report.pass_rate:.1f}%)")
-        return decision
-    nxt = last + 1
-    instance.add_dynamic_partitions(iterations.name, [str(nxt)])
-    out(f"{campaign}: iteration {nxt}")
-    res = defs.resolve_job_def("iteration_job").execute_in_process(
-        instance=instance, partition_key=iteration_key(campaign, nxt),
-        tags={"campaign": campaign, RUN_KEY_TAG: f"{campaign}:{nxt}"},
-        run_config=QUIET_RUN, raise_on_error=False,
-    )  # fmt: skip
+    """Run the next iteration of a campaign by hand (for auto_advance: false), at the same stop rules; at a
+    final decision, record the outcome (and stop the servers) if that was not done yet."""
+    campaign_state.require(store, campaign)
+    with campaign_state.locked(store, campaign, "advancing the campaign"):
+        if settle_runs(instance, store, campaign):
+            raise campaign_state.CampaignBusy(f"campaign {campaign!r} has a run queued or running (the daemon's); wait for it")
+        if store.path(campaign, None, campaign_state.INTERRUPTED).exists() or stages.last_failure(store, campaign):
+            raise InputError(f"campaign {campaign!r} failed or was interrupted: `bcomc resume {campaign}` continues it")
+        last = stages.latest_iteration(store, campaign)
+        report = stages.read_report(store, campaign, last)
+        decision = stages.next_decision(store, campaign, last, report.pass_rate, auto_advance=True)
+        if decision.final:
+            out(f"{campaign}: not advancing: {decision.value} at iteration {last} ({report.pass_rate:.1f}%)")
+            if not store.path(campaign, None, stages.OUTCOME).exists():
+                _run(instance, defs, store, campaign, "outcome_job", campaign, f"{campaign}:outcome", "outcome", out)
+            return decision
+        nxt = last + 1
+        instance.add_dynamic_partitions(iterations.name, [str(nxt)])
+        out(f"{campaign}: iteration {nxt}")
+        _run(instance, defs, store, campaign, "iteration_job", iteration_key(campaign, nxt), f"{campaign}:{nxt}", f"iteration {nxt}", out)
+        return Decision.ADVANCE
+
+
+def _run(instance, defs, store, campaign: str, job: str, partition, run_key: str, label: str, out: Print, assets=None) -> None:
+    job_def = defs.resolve_job_def(job)
+    if assets:  # resume: only the stages an interrupted run did not finish
+        job_def = job_def.get_subset(asset_selection={dg.AssetKey(a) for a in assets})
+    with _stops_on_interrupt(store, campaign, label):
+        res = job_def.execute_in_process(
+            instance=instance, partition_key=partition, tags={"campaign": campaign, RUN_KEY_TAG: run_key, **_here()},
+            run_config=QUIET_RUN, raise_on_error=False,
+        )  # fmt: skip
     _summarise(out, res)
     if not res.success:
-        raise _failure(campaign, f"iteration {nxt}", res)
-    return Decision.ADVANCE
+        raise _failed(store, campaign, label, res)
+
+
+ITERATION_STAGES = (  # each iteration asset and the artifact that says it is done
+    ("failure_analysis", stages.ANALYSIS), ("generated_examples", stages.GENERATION), ("training_dataset", stages.DATASET),
+    ("checkpoint", f"{stages.CHECKPOINT}/manifest.json"), ("deployment", stages.DEPLOYMENT), ("eval_report", stages.REPORT),
+)  # fmt: skip
+
+
+def resume(instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, campaign: str, out: Print = print) -> stages.Outcome | None:
+    """Continue a campaign after a crash, a failed stage or ``bcomc stop``: from its last complete stage,
+    with what a killed stage left half-written removed; then on as ``drive`` goes."""
+    campaign_state.require(store, campaign)
+    with campaign_state.locked(store, campaign, "resuming the campaign"):
+        if settle_runs(instance, store, campaign):
+            raise campaign_state.CampaignBusy(f"campaign {campaign!r} has a run queued or running (the daemon's); wait for it")
+        store.path(campaign, None, campaign_state.INTERRUPTED).unlink(missing_ok=True)
+        for p in campaign_state.clean_temp(store, campaign):
+            out(f"{campaign}: removed {p.relative_to(store.campaign_dir(campaign))} (left by an interrupted stage)")
+        for pid in campaign_state.stop_servers(store, campaign):  # served again from the artifacts below
+            out(f"{campaign}: stopped model server pid {pid} (left by the interrupted process)")
+        store.path(campaign, None, campaign_state.STOPPED).unlink(missing_ok=True)
+        store.path(campaign, None, stages.OUTCOME).unlink(missing_ok=True) if _outcome_not_final(store, campaign) else None
+        if not store.path(campaign, 0, stages.REPORT).exists():
+            out(f"{campaign}: baseline")
+            _run(instance, defs, store, campaign, "baseline_job", campaign, f"{campaign}:0:resume", "baseline", out)
+        started = [i for i in store.iterations(campaign) if i > 0 and store.path(campaign, i, stages.ANALYSIS).exists()]
+        last = started[-1] if started else 0
+        if last and not store.path(campaign, last, stages.REPORT).exists():
+            todo = [a for a, artifact in ITERATION_STAGES if not (store.iteration_dir(campaign, last) / artifact).exists()]
+            if "deployment" not in todo and "eval_report" in todo:
+                todo.insert(0, "deployment")  # the server was lost with the process: serve this checkpoint again
+            todo = [a for a, _ in ITERATION_STAGES if a in todo or (todo and _after(a, todo[0]))]
+            out(f"{campaign}: iteration {last}, from {todo[0]}")
+            _run(instance, defs, store, campaign, "iteration_job", iteration_key(campaign, last), f"{campaign}:{last}:resume",
+                 f"iteration {last}", out, assets=todo)  # fmt: skip
+        return _drive(instance, defs, store, campaign, out, None, 200)
+
+
+def _after(asset: str, first: str) -> bool:
+    names = [a for a, _ in ITERATION_STAGES]
+    return names.index(asset) >= names.index(first)
+
+
+def _outcome_not_final(store: ArtifactStore, campaign: str) -> bool:
+    path = store.path(campaign, None, stages.OUTCOME)
+    return path.exists() and json.loads(path.read_text()).get("status") not in campaign_state.FINAL
+
+
+def stop(instance: dg.DagsterInstance, store: ArtifactStore, campaign: str) -> list[int]:
+    """Stop a campaign: mark it stopped (the sensor advances it no more) and stop its model servers."""
+    campaign_state.require(store, campaign)
+    with campaign_state.locked(store, campaign, "stopping the campaign"):
+        settle_runs(instance, store, campaign)
+        store.write_json(campaign, None, campaign_state.STOPPED, {"at": time.time()})
+        return campaign_state.stop_servers(store, campaign)

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from bcomc_dagster.artifacts import ArtifactStore, check_campaign_name
+from bcomc_dagster.errors import InputError
 
 LOCAL_ONLY = ("serving",)  # top-level folders of a campaign that describe this machine only
 LAST = "manifest.json"
@@ -43,12 +44,14 @@ class S3Mirror:
     def pull(self, store: ArtifactStore, campaign: str, only: tuple[str, ...] = ()) -> int:
         """Download the campaign's objects missing (or of another size) locally, or only those under the
         relative paths ``only``; returns how many."""
-        root = store.campaign_dir(campaign)
         n = 0
         for rel, size in self.keys(campaign).items():
-            local = root / rel
             if only and not rel.startswith(only):
                 continue
+            try:  # whoever can write the bucket must not be able to write any file a worker can
+                local = store.inside(campaign, rel)
+            except InputError as e:
+                raise InputError(f"s3://{self.bucket}/{self._key(campaign, rel)}: {e}") from None
             if local.is_file() and local.stat().st_size == size:
                 continue
             local.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ from bcomc_dagster.llm import registry
 from bcomc_dagster.llm.client import LLMClient, ResponseCache, limiter_for
 from bcomc_dagster.llm.cost import Meter, price_of
 from bcomc_dagster.loop import Decision, decide
+from bcomc_dagster.secrets import redact
 from bcomc_dagster.serving import ollama, process
 from bcomc_dagster.serving.deployer import Deployer, Deployment, Live
 from bcomc_dagster.serving.server import ServerDeployer
@@ -63,8 +64,10 @@ FAILURE = "failure.json"
 
 def store_config(store: ArtifactStore, campaign: str, data: dict) -> CampaignConfig:
     """Validate a campaign's launch config and keep it; a campaign keeps the config it was launched with."""
-    cfg = parse_config(data, source=f"campaign {campaign!r}: launch config")
+    cfg = parse_config(data, source=f"campaign {campaign!r}: launch config").resolved()
     path = store.path(campaign, None, CONFIG)
+    if not path.exists():
+        check_base(cfg)  # the weights are there: checked once, at launch (a stored config is not re-checked)
     if path.exists() and load_campaign(store, campaign) != cfg:
         raise InputError(f"campaign {campaign!r} was launched with another config ({path}); launch a new campaign to change it")
     store.write_json(campaign, None, CONFIG, cfg)
@@ -82,9 +85,11 @@ def suite_of(cfg: CampaignConfig) -> Suite:
 
 def base_model_dir(store: ArtifactStore, cfg: CampaignConfig) -> Path:
     """The trainable folder of the campaign's base (built, converted or taken from a cache on first use)."""
-    check_base(cfg)
     name, backend = cfg.trained_model
-    return sources.resolve(name, backend, store.models_dir, cfg.ollama_url)
+    try:
+        return sources.resolve(name, backend, store.models_dir, cfg.ollama_url)
+    except ValueError as e:  # the weights went away since launch, or the server no longer has the tag
+        raise InputError(f"{'base_weights' if cfg.base_weights else 'model_name'}: {e} (got {name!r})") from None
 
 
 def deployer(store: ArtifactStore, cfg: CampaignConfig, campaign: str) -> Deployer:
@@ -127,7 +132,8 @@ class Failure(BaseModel):
 
 
 def record_failure(store: ArtifactStore, campaign: str, iteration: int, stage: str, error: Exception, restored: str | None = None) -> None:
-    store.write_json(campaign, iteration, FAILURE, Failure(iteration=iteration, stage=stage, error=str(error)[:2000], restored=restored, at=time.time()))
+    failure = Failure(iteration=iteration, stage=stage, error=redact(str(error))[:2000], restored=restored, at=time.time())
+    store.write_json(campaign, iteration, FAILURE, failure)
 
 
 def last_failure(store: ArtifactStore, campaign: str) -> Failure | None:
@@ -355,6 +361,7 @@ def train_checkpoint(store: ArtifactStore, campaign: str, iteration: int, log: L
         settings,
         adapter_name(campaign, iteration),
         on_log=on_log,
+        base_label=cfg.trained_model[0],
     )
 
 

@@ -76,7 +76,7 @@ def dagster_dev(finished_campaign):
             time.sleep(0.5)
         yield url
     finally:
-        process.stop(proc.pid)
+        process.kill_group(proc.pid)
         log.close()
 
 

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rapidfuzz import fuzz, process
 
 from bcomc_dagster.datagen.schema import QAPair
@@ -29,7 +29,7 @@ STOPWORDS = frozenset(
 
 
 class QualityConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no 1 for true, no "5" for 5
 
     min_question_chars: int = Field(10, ge=1, description="Shortest question kept.")
     max_question_chars: int = Field(500, ge=1, description="Longest question kept.")
@@ -52,6 +52,14 @@ class QualityConfig(BaseModel):
     min_grounding_overlap: float = Field(
         0.8, ge=0, le=1, description="Share of an answer's content words found in its snippet (and service name)."
     )
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> QualityConfig:
+        for kind in ("question", "answer"):
+            lo, hi = getattr(self, f"min_{kind}_chars"), getattr(self, f"max_{kind}_chars")
+            if lo > hi:
+                raise ValueError(f"quality.min_{kind}_chars ({lo}) is above quality.max_{kind}_chars ({hi}): every pair would be dropped")
+        return self
 
 
 class Drop(BaseModel):

@@ -92,20 +92,46 @@ def resolve_suite_path(name_or_path: str) -> Path:
     )
 
 
+class SuiteMeta(BaseModel):
+    """``suite.json``."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    name: str | None = None
+    description: str = ""
+    domain: str = ""
+
+
+def read_text(path: Path, root: Path) -> str:
+    """A suite file's text: a regular file inside the suite (a symlink may point only within it), UTF-8."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise InputError(f"{path}: points outside the suite ({resolved}); suite files must be inside {root}")
+    if not resolved.is_file():
+        raise InputError(f"{path}: not a regular file")
+    try:
+        return resolved.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
 def load_suite(name_or_path: str) -> Suite:
     """Load and validate a suite; every problem names the file (and line) it is in."""
     root = resolve_suite_path(name_or_path)
-    meta: dict = {}
+    meta = SuiteMeta()
     meta_file = root / "suite.json"
-    if meta_file.is_file():
+    if meta_file.exists():
         try:
-            meta = json.loads(meta_file.read_text())
+            meta = SuiteMeta.model_validate(json.loads(read_text(meta_file, root)))
         except json.JSONDecodeError as e:
             raise InputError(f"{meta_file}: not valid JSON ({e})") from e
+        except ValidationError as e:
+            fields = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'suite.json'}: {err['msg']}" for err in e.errors())
+            raise InputError(f"{meta_file}: expected an object with string name, description, domain ({fields})") from None
     docs_dir = root / "docs"
     if not docs_dir.is_dir():
         raise InputError(f"{docs_dir}: missing; a suite needs one documentation file per service")
-    docs = {p.stem: p.read_text() for p in sorted(docs_dir.glob("*.md"))}
+    docs = {p.stem: read_text(p, root) for p in sorted(docs_dir.glob("*.md"))}
     empty = [s for s, text in docs.items() if not text.strip()]
     if not docs or empty:
         raise InputError(f"{docs_dir}: expected non-empty <service>.md files; empty or none: {empty or 'none'}")
@@ -114,7 +140,7 @@ def load_suite(name_or_path: str) -> Suite:
     if not questions_file.is_file():
         raise InputError(f"{questions_file}: missing; expected one JSON question per line")
     questions: list[Question] = []
-    for lineno, line in enumerate(questions_file.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(read_text(questions_file, root).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{questions_file}:{lineno}"
@@ -133,9 +159,9 @@ def load_suite(name_or_path: str) -> Suite:
     if dupes:
         raise InputError(f"{questions_file}: duplicate question ids {dupes}")
     return Suite(
-        name=meta.get("name", root.name),
-        description=meta.get("description", ""),
-        domain=meta.get("domain", ""),
+        name=meta.name or root.name,
+        description=meta.description,
+        domain=meta.domain,
         path=root,
         docs=docs,
         questions=tuple(questions),

@@ -10,6 +10,7 @@ import importlib
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bcomc_dagster.llm.base import ChatModel
+from bcomc_dagster.secrets import check_env_name, check_url
 
 # name -> "module:Class"; the embedded roles (extractive generator, deterministic analyzer, reference
 # judge) are not chat models and live beside the stages that use them
@@ -32,7 +33,7 @@ DEFAULT_ALIASES: dict[str, dict[str, str]] = {
 class ProviderSettings(BaseModel):
     """How to reach one provider. Credentials never go in the config: only the name of a variable."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     base_url: str | None = Field(
         None, description="OpenAI-compatible or Anthropic base URL; for Bedrock the endpoint_url (default: AWS's)."
@@ -46,12 +47,8 @@ class ProviderSettings(BaseModel):
     max_retries: int = Field(4, ge=0, le=20, description="Retries of throttled or failed calls, by the SDK itself.")
     timeout_s: float = Field(60, gt=0, description="Per-attempt timeout of a call.")
 
-    @field_validator("base_url")
-    @classmethod
-    def _http(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError("expected an http:// or https:// URL")
-        return v
+    _url = field_validator("base_url")(classmethod(lambda cls, v: check_url(v)))
+    _env = field_validator("api_key_env")(classmethod(lambda cls, v: check_env_name(v)))
 
 
 def resolve_model(backend: str, name: str, aliases: dict[str, dict[str, str]] | None = None) -> str:

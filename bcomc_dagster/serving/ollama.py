@@ -10,8 +10,8 @@ models it created, except the one left live.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
-import shlex
 import time
 from pathlib import Path
 
@@ -43,8 +43,11 @@ class OllamaState(BaseModel):
 
 
 def model_name(name: str) -> str:
-    """Ollama model names are lower case; a bare name gets the ``latest`` tag."""
-    name = name.lower()
+    """Ollama model names are lower case; a bare name gets the ``latest`` tag. A name with capitals gets a
+    short hash of its spelling, so that campaigns "Demo" and "demo" never share (or delete) a model."""
+    if name != name.lower():
+        base, _, tag = name.partition(":")
+        name = f"{base.lower()}-{hashlib.sha256(base.encode()).hexdigest()[:6]}" + (f":{tag.lower()}" if tag else "")
     return name if ":" in name else f"{name}:latest"
 
 
@@ -57,7 +60,8 @@ class OllamaDeployer:
     ):
         self.workdir = Path(workdir)
         self.campaign = campaign
-        self.base_tag = model_name(base_tag) if base_tag else None  # served as is for the baseline, never deleted
+        # the user's tag, served as is for the baseline and never deleted
+        self.base_tag = (base_tag if ":" in base_tag else f"{base_tag}:latest") if base_tag else None
         self.url = url.rstrip("/")
         self.ready_timeout_s = ready_timeout_s
         self.state_file = self.workdir / "ollama.json"
@@ -75,7 +79,7 @@ class OllamaDeployer:
 
     def live(self) -> Live | None:
         st = self.state()
-        if st is None or st.live_model not in self._tags():
+        if st is None or st.live_model.lower() not in {t.lower() for t in self._tags()}:
             return None
         return Live(endpoint=f"{self.url}/v1", model=st.live_model, iteration=st.live_iteration, fingerprint=st.live_fingerprint)
 
@@ -195,19 +199,20 @@ class OllamaDeployer:
 
 
 def parse_parameters(text: str) -> dict:
-    """``/api/show``'s ``parameters`` text (``stop "<|im_end|>"`` lines) as ``/api/create``'s ``parameters``."""
+    """``/api/show``'s ``parameters`` text (``stop "<|im_end|>"`` lines, values quoted as Go's %q) as
+    ``/api/create``'s ``parameters``; stop values stay strings."""
     out: dict = {}
     for line in text.splitlines():
-        parts = shlex.split(line)
-        if len(parts) < 2:
+        key, _, raw = line.strip().partition(" ")
+        raw = raw.strip()
+        if not key or not raw:
             continue
-        key, raw = parts[0], " ".join(parts[1:])
         try:
-            value = json.loads(raw)
+            value = json.loads(raw)  # a quoted string (with \n escapes) or a number
         except json.JSONDecodeError:
             value = raw
         if key == "stop":
-            out.setdefault("stop", []).append(str(value))
+            out.setdefault("stop", []).append(raw[1:-1] if raw.startswith('"') and not isinstance(value, str) else str(value))
         else:
             out[key] = value
     return out

@@ -9,6 +9,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 from pydantic import BaseModel
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
@@ -84,8 +86,16 @@ def server_command(engine: str, model_dir: Path, served_name: str, port: int, li
     raise ServingError(f"unknown server engine {engine!r}; expected {VLLM_ENGINE!r} or {TRANSFORMERS_ENGINE!r}")
 
 
+# what a model server may see of this process's environment: the system, Python, the accelerator and the
+# engine's own settings; never a provider key, cloud credentials or the instance's database password
+SERVER_ENV = re.compile(
+    r"PATH|HOME|USER|LOGNAME|SHELL|TERM|TZ|LANG|LC_\w+|TMPDIR|PYTHON\w*|VIRTUAL_ENV|LD_LIBRARY_PATH|"
+    r"(CUDA|NVIDIA|NCCL|VLLM|HF|TRANSFORMERS|TORCH|OMP|MKL|OPENBLAS|KMP|GOMP)_\w+"
+)
+
+
 def server_env(engine: str, workdir: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if SERVER_ENV.fullmatch(k) and not re.search(r"KEY|TOKEN|SECRET|PASSWORD", k)}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_CACHE=str(workdir / "hf-cache"))
     if engine == VLLM_ENGINE:
         if vllm_build() == "cpu":
@@ -115,7 +125,68 @@ def launch(engine: str, model_dir: Path, served_name: str, workdir: Path, limits
             cwd=workdir,
             start_new_session=True,
         )
+    record(workdir, proc.pid, port, engine, model_dir)  # before anything waits on it: a crash leaves it findable
     return proc.pid, port
+
+
+# -- the servers a campaign started: one record each, from launch until stopped ---------------------
+class ServerRecord(BaseModel):
+    pid: int
+    created: float  # the process's start time: a pid reused by another process has another
+    port: int
+    engine: str
+    model_dir: str
+
+
+def records_dir(workdir: Path) -> Path:
+    return Path(workdir) / "servers"
+
+
+def record(workdir: Path, pid: int, port: int, engine: str, model_dir: Path) -> ServerRecord:
+    rec = ServerRecord(pid=pid, created=created_at(pid) or time.time(), port=port, engine=engine, model_dir=str(model_dir))
+    folder = records_dir(workdir)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{pid}.json.tmp"
+    tmp.write_text(rec.model_dump_json())
+    tmp.replace(folder / f"{pid}.json")
+    return rec
+
+
+def records(workdir: Path) -> list[ServerRecord]:
+    folder = records_dir(workdir)
+    return [ServerRecord.model_validate_json(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def created_at(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def is_ours(rec: ServerRecord) -> bool:
+    """The recorded server is still running as that process (not a pid reused by something else)."""
+    created = created_at(rec.pid)
+    if created is None or abs(created - rec.created) > 1.0 or not pid_alive(rec.pid):
+        return False
+    try:
+        return "--port" in (cmd := psutil.Process(rec.pid).cmdline()) and str(rec.port) in cmd
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def stop_recorded(workdir: Path, pid: int | None = None) -> list[int]:
+    """Stop the recorded servers of ``workdir`` that are still ours (only ``pid``'s where given) and drop
+    their records; a record whose pid now belongs to another process is dropped, and that process left alone."""
+    stopped = []
+    for rec in records(workdir):
+        if pid is not None and rec.pid != pid:
+            continue
+        if is_ours(rec):
+            kill_group(rec.pid)
+            stopped.append(rec.pid)
+        (records_dir(workdir) / f"{rec.pid}.json").unlink(missing_ok=True)
+    return stopped
 
 
 def pid_alive(pid: int) -> bool:
@@ -162,14 +233,20 @@ def wait_ready(url: str, pid: int | None, deadline_s: float, workdir: Path, port
     except RetryError:
         if pid is None:
             raise ServingError(f"server at {url} not ready within {deadline_s:.0f} s") from None
-        stop(pid)
+        stop(workdir, pid)
         raise ServingError(
             f"server at {url} not ready within {deadline_s:.0f} s (stopped it); log:\n{log_tail(workdir, port)}"
         ) from None
     return time.monotonic() - started
 
 
-def stop(pid: int, grace_s: float = 10.0) -> None:
+def stop(workdir: Path, pid: int) -> None:
+    """Stop the server ``pid`` that this campaign started in ``workdir`` (by its record, so that a stale pid
+    now used by another process is never signalled)."""
+    stop_recorded(workdir, pid)
+
+
+def kill_group(pid: int, grace_s: float = 10.0) -> None:
     """SIGTERM the server's process group, then SIGKILL what is left after the grace period."""
     try:
         pgid = os.getpgid(pid)

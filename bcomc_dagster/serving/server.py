@@ -83,8 +83,10 @@ class ServerDeployer:
 
     def running(self) -> ServingState | None:
         st = self.state()
-        if st is None or (st.pid is not None and not process.pid_alive(st.pid)):
+        if st is None:
             return None
+        if st.pid is not None and not any(r.pid == st.pid and process.is_ours(r) for r in process.records(self.workdir)):
+            return None  # gone, or its pid now belongs to another process
         return st if process.healthy(st.url) else None
 
     def live(self) -> Live | None:
@@ -118,10 +120,10 @@ class ServerDeployer:
             st.base_probes = self._answers(st, st.base_name)
         except ServingError:
             if started:
-                process.stop(st.pid)
+                process.stop(self.workdir, st.pid)
             raise
         if old_pid is not None:
-            process.stop(old_pid)
+            process.stop(self.workdir, old_pid)
         st.live_model, st.live_iteration, st.live_fingerprint = st.base_name, 0, fingerprint
         self._save(st)
         return Deployment(
@@ -162,9 +164,9 @@ class ServerDeployer:
                 self._verify_listed(new, name, root=str(root))
                 differs_from_base(name, self._answers(new, name), st.base_probes)
             except ServingError:
-                process.stop(pid)
+                process.stop(self.workdir, pid)
                 raise
-            process.stop(st.pid)
+            process.stop(self.workdir, st.pid)
             st, started = new, True
         else:  # transformers serve: by path
             root = intact(ckpt / "merged", "config.json", manifest.merged_fingerprint)
@@ -181,11 +183,10 @@ class ServerDeployer:
     def stop(self) -> bool:
         """Stop the server this campaign started; a server it does not own keeps serving the live model."""
         st = self.state()
-        if st is None or st.pid is None:
-            return False
-        process.stop(st.pid)
-        self.state_file.unlink(missing_ok=True)
-        return True
+        stopped = process.stop_recorded(self.workdir)  # the live one, and any a crash left behind
+        if st is not None and st.pid is not None:
+            self.state_file.unlink(missing_ok=True)
+        return bool(stopped) or (st is not None and st.pid is not None)
 
     # -- helpers -------------------------------------------------------------------------------
     def _start(self, model_dir: Path, served_name: str) -> tuple[int, str, float]:
