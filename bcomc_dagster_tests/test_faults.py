@@ -6,9 +6,9 @@ outside the campaign's folder, no secret in any artifact, log or Dagster event."
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -86,6 +86,8 @@ def _no_secret_anywhere(tmp_path: Path) -> None:
             assert SECRET.encode() not in p.read_bytes(), p
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_sigkill_during_the_baseline_server_start_and_the_fine_tune_then_resume(home):
     tmp_path, env = home
     cfg = tmp_path / "c.json"
@@ -131,6 +133,8 @@ def test_sigkill_during_the_baseline_server_start_and_the_fine_tune_then_resume(
     _no_secret_anywhere(tmp_path)
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_a_failed_stage_stops_the_servers_and_says_so_and_two_advances_never_run_one_iteration(home):
     tmp_path, env = home
     store = ArtifactStore(tmp_path / "home")
@@ -190,6 +194,8 @@ def test_a_stale_record_never_kills_the_process_that_now_has_its_pid(tmp_path):
         other.wait()
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_a_server_that_never_becomes_ready_is_stopped_and_forgotten(tmp_path, tiny_base):
     from bcomc_dagster.errors import ServingError
     from bcomc_dagster.serving.server import ServerDeployer
@@ -280,21 +286,20 @@ def test_names_paths_and_launches(tmp_path, monkeypatch, write_suite):
     with dg.instance_for_test() as instance:
         defs = driver.load_defs()
         cfg = parse_config({"eval_suite": "suite"})
-        errors: list[Exception] = []
+        real_add = instance.add_dynamic_partitions
 
-        def go():
-            try:
-                driver.launch(instance, defs, store, cfg, "same")
-            except Exception as e:  # noqa: BLE001 - what each launcher saw
-                errors.append(e)
+        def another_launch_won(name, keys):  # both checked "not there" at the same instant; the other inserted
+            real_add(name, keys)
+            raise sqlite3.IntegrityError("UNIQUE constraint failed: dynamic_partitions.partitions_def_name, partition")
 
-        threads = [threading.Thread(target=go) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert len(errors) == 1 and isinstance(errors[0], InputError) and "exists already" in str(errors[0])
-    assert stages.load_campaign(store, "same").eval_suite == str(suite)
+        monkeypatch.setattr(instance, "add_dynamic_partitions", another_launch_won)
+        with pytest.raises(InputError, match="campaign 'same' exists already"):
+            driver.launch(instance, defs, store, cfg, "same")
+        monkeypatch.setattr(instance, "add_dynamic_partitions", real_add)
+        driver.launch(instance, defs, store, cfg, "same2")
+        with pytest.raises(InputError, match="campaign 'same2' exists already"):
+            driver.launch(instance, defs, store, cfg, "same2")
+    assert stages.load_campaign(store, "same2").eval_suite == str(suite)
 
 
 def test_ollama_names_that_differ_in_case_do_not_collide():

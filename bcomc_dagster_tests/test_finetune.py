@@ -62,13 +62,16 @@ def test_merged_weights_keep_the_bases_dtype_and_the_manifest_says_what_ran(tiny
     half = tmp_path / "bf16-base"
     AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.bfloat16).save_pretrained(half)
     AutoTokenizer.from_pretrained(tiny_base).save_pretrained(half)
-    m = finetune(half, PAIRS, tmp_path / "ck", TrainSettings(epochs=1, batch_size=4, max_length=12), "c-it1")
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    rows, _ = encode_pairs(tok, PAIRS, 128)
+    cut = max(r["labels"].index(next(t for t in r["labels"] if t != -100)) for r in rows) + 1  # one answer token left
+    m = finetune(half, PAIRS, tmp_path / "ck", TrainSettings(epochs=1, batch_size=4, max_length=cut), "c-it1")
     with safe_open(tmp_path / "ck" / "merged" / "model.safetensors", "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
-    assert m.merged_dtype == "bfloat16" and m.max_length == 12 and m.truncated == len(PAIRS)  # every pair is longer
+    assert m.merged_dtype == "bfloat16" and m.max_length == cut and m.truncated == len(PAIRS)  # every pair is longer
     hw = m.hardware
     assert hw.device == "cpu" and hw.precision == "fp32" and hw.mfu is None
-    assert hw.tokens == 12 * len(PAIRS) and hw.tokens_per_second > 0 and hw.peak_memory_mb > 0
+    assert hw.tokens == cut * len(PAIRS) and hw.tokens_per_second > 0 and hw.peak_memory_mb > 0
 
 
 def test_packing_keeps_every_answer_label_masks_prompts_and_trains_like_padding(tiny_base, tmp_path):

@@ -18,7 +18,7 @@ from bcomc_dagster.training.weights import weights_fingerprint
 from .fakes import serve
 from .fakes.ollama import FakeOllama
 
-pytestmark = [pytest.mark.slow, pytest.mark.server]
+pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.timeout(1800)]  # a 135 M model trains on 2 cores
 TEMPLATE = "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
 
 

@@ -44,7 +44,7 @@ def test_smollm2_converts_to_plain_safetensors_that_end_turns_on_the_templates_t
     eot = tok.convert_tokens_to_ids("<|im_end|>")
     assert end_of_turn(tok) == "<|im_end|>" == tok.eos_token and tok.pad_token is not None
     assert eot in json.loads((smollm2 / "generation_config.json").read_text())["eos_token_id"]
-    assert json.loads((smollm2 / "bcomc_base.json").read_text())["name"] == "smollm2-135m"
+    assert json.loads((smollm2 / "bcomc_base.json").read_text())["gguf"] == str(sources._smollm2_gguf().resolve())
     built = (smollm2 / "model.safetensors").stat().st_mtime_ns
     assert sources.resolve("smollm2-135m", "local", MODELS) == smollm2  # cached: the same folder, not rebuilt
     assert (smollm2 / "model.safetensors").stat().st_mtime_ns == built

@@ -51,7 +51,8 @@ def vllm_build() -> str:
 def model_len(model_dir: Path, limits: ServerLimits) -> int:
     if limits.max_model_len:
         return limits.max_model_len
-    config = json.loads((Path(model_dir) / "config.json").read_text())
+    path = Path(model_dir) / "config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}  # none: the server itself says what is wrong
     return min(int(config.get("max_position_embeddings") or MAX_DEFAULT_MODEL_LEN), MAX_DEFAULT_MODEL_LEN)
 
 

@@ -36,7 +36,7 @@ OLLAMA_URL = "http://127.0.0.1:11434"
 def _path(name: str) -> Path:
     """``name`` as a path; ValueError (not RuntimeError or OSError) when the system cannot take it."""
     try:
-        path = _path(name)
+        path = Path(name).expanduser()
         path.exists()
         return path
     except (RuntimeError, OSError) as e:
