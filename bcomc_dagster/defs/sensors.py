@@ -1,4 +1,4 @@
-"""The auto-advance sensor: a plain sensor with a JSON cursor of storage ids (DESIGN.md section 2).
+"""The auto-advance sensor: a plain sensor with a JSON cursor of storage ids (docs/architecture.md, section 2).
 
 Each tick reads the materialisations that are new since the cursor:
 - campaign_config[c]          -> run the baseline of c;
