@@ -129,6 +129,16 @@ def reap(store: ArtifactStore, found: list[Orphan]) -> list[Orphan]:
     return found
 
 
+def stop_after_failure(store: ArtifactStore, campaign: str) -> list[int]:
+    """After a failed or interrupted run: stop the campaign's servers, unless its config keeps them live at
+    the end (``serving.stop_at_end: false``: the last good model stays served, as the rollback left it)."""
+    try:
+        keep = not stages.load_campaign(store, campaign).serving.stop_at_end
+    except BcomcError:
+        keep = False
+    return [] if keep else stop_servers(store, campaign)
+
+
 def stop_servers(store: ArtifactStore, campaign: str) -> list[int]:
     """Stop every model server the campaign started here (recorded), live or not."""
     workdir = store.campaign_dir(campaign) / "serving"

@@ -169,12 +169,13 @@ def _quiet(logger: str):
 
 def _failed(store: ArtifactStore, campaign: str, label: str, res: dg.ExecuteInProcessResult) -> StageFailed:
     """A run failed: record it where status finds it (if the stage did not), stop the campaign's servers
-    (nothing will use them until it is resumed, which serves the model again), and say why."""
+    unless it keeps them live at the end (nothing uses them until it is resumed, which serves the model
+    again), and say why."""
     err = _failure(campaign, label, res)
     i = int(label.split()[-1]) if label.startswith("iteration") else 0
     if not store.path(campaign, i, stages.FAILURE).exists() and not store.path(campaign, i, stages.REPORT).exists():
         stages.record_failure(store, campaign, i, label, err)
-    campaign_state.stop_servers(store, campaign)
+    campaign_state.stop_after_failure(store, campaign)
     return err
 
 
@@ -199,7 +200,7 @@ def _stops_on_interrupt(store: ArtifactStore, campaign: str, what: str):
     try:
         yield
     except KeyboardInterrupt:
-        campaign_state.stop_servers(store, campaign)
+        campaign_state.stop_after_failure(store, campaign)
         store.write_json(campaign, None, campaign_state.INTERRUPTED, {"job": what, "why": "interrupted (Ctrl-C)"})
         raise
 
@@ -247,8 +248,8 @@ def advance(instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactS
     with campaign_state.locked(store, campaign, "advancing the campaign"):
         if settle_runs(instance, store, campaign):
             raise campaign_state.CampaignBusy(f"campaign {campaign!r} has a run queued or running (the daemon's); wait for it")
-        if store.path(campaign, None, campaign_state.INTERRUPTED).exists() or stages.last_failure(store, campaign):
-            raise InputError(f"campaign {campaign!r} failed or was interrupted: `bcomc resume {campaign}` continues it")
+        if store.path(campaign, None, campaign_state.INTERRUPTED).exists():  # a failed stage is simply run again
+            raise InputError(f"campaign {campaign!r} was interrupted: `bcomc resume {campaign}` continues it")
         last = stages.latest_iteration(store, campaign)
         report = stages.read_report(store, campaign, last)
         decision = stages.next_decision(store, campaign, last, report.pass_rate, auto_advance=True)

@@ -109,7 +109,7 @@ def campaign_sensor(context: dg.SensorEvaluationContext, artifacts: ArtifactStor
 def campaign_failure_sensor(context: dg.RunFailureSensorContext, artifacts: ArtifactStoreResource) -> None:
     """A failed run of a campaign (the daemon's, a backfill's): record which stage failed and why in the
     iteration's folder, where `bcomc status` reads it, and stop the campaign's model servers on this machine
-    (nothing uses them until `bcomc resume`, which serves the model again)."""
+    unless it keeps them live at the end (nothing uses them until `bcomc resume`, which serves the model again)."""
     run = context.dagster_run
     campaign = run.tags.get(CAMPAIGN_TAG)
     if not campaign:
@@ -126,5 +126,5 @@ def campaign_failure_sensor(context: dg.RunFailureSensorContext, artifacts: Arti
     message = f"{cause.cls_name}: {cause.message.strip()}" if cause else (context.failure_event.message or "the run failed")
     if not store.path(campaign, i, stages.FAILURE).exists() and not store.path(campaign, i, stages.REPORT).exists():
         stages.record_failure(store, campaign, i, stage, RuntimeError(message))
-    stopped = campaign_state.stop_servers(store, campaign)
+    stopped = campaign_state.stop_after_failure(store, campaign)
     context.log.info(f"campaign {campaign}: run {run.run_id} failed at {stage}; stopped servers {stopped}")
