@@ -3,7 +3,6 @@ storage, artifacts and compute logs in S3, every step a task on a Celery worker.
 side; one of them loses its worker in the middle of generation and Dagster retries the run; then a
 backfill of iterations 1-2 re-runs them in order without advancing the campaign again."""
 
-import json
 import subprocess
 import time
 
@@ -38,11 +37,10 @@ def fake():
 def stack(tmp_path_factory, fake):
     with production_stack(tmp_path_factory.mktemp("stack")) as s:
         yield s
-        for state in s.home.glob("campaigns/*/serving/serving.json"):  # servers the campaigns left running
-            from bcomc_dagster.serving.process import stop
+        for serving in s.home.glob("campaigns/*/serving"):  # servers the campaigns left running (recorded)
+            from bcomc_dagster.serving.process import stop_recorded
 
-            if pid := json.loads(state.read_text()).get("pid"):
-                stop(pid)
+            stop_recorded(serving)
 
 
 def _runs(instance, campaign):

@@ -60,11 +60,10 @@ def production(tmp: Path) -> dict:
             runs.append((rec.dagster_run.job_name, rec.dagster_run.tags.get("dagster/partition", ""), created - previous_end,
                          st.start_time - created, st.end_time - st.start_time))  # fmt: skip
             previous_end = st.end_time
-        for state in stack.home.glob("campaigns/*/serving/serving.json"):  # stop_at_end is off in the demo
-            from bcomc_dagster.serving.process import stop
+        for serving in stack.home.glob("campaigns/*/serving"):  # the servers the campaigns left running
+            from bcomc_dagster.serving.process import stop_recorded
 
-            if pid := json.loads(state.read_text()).get("pid"):
-                stop(pid)
+            stop_recorded(serving)
     return {"wall_s": wall, "pass_rates": {str(k): v for k, v in outcome.pass_rates.items()}, "status": outcome.status, "runs": runs}
 
 
