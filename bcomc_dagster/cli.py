@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from bcomc_dagster.config import DEMO_CONFIGS
+from bcomc_dagster.config import DEMO_CONFIGS, PROSE_DEMO_CONFIG
 from bcomc_dagster.errors import BcomcError, InputError, ServingError, StageFailed
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED, EXIT_SERVING, EXIT_PROVIDER = 0, 1, 2, 3, 4, 5
@@ -68,11 +68,12 @@ def emit(args, data) -> None:
 
 
 def cmd_validate(args) -> int:
-    from bcomc_dagster.config import check_base, load_config
+    from bcomc_dagster.config import check_base, check_docs, load_config
     from bcomc_dagster.evals.suite import load_suite
 
     cfg = load_config(args.config)
     suite = load_suite(cfg.eval_suite)
+    check_docs(cfg)
     kind = check_base(cfg)
     if args.json:
         emit(args, {"config": str(args.config), "valid": True, "suite": suite.name, "services": len(suite.services),
@@ -85,10 +86,11 @@ def cmd_validate(args) -> int:
 
 def _launch(args, config_path: Path, drive: bool, prefix: str) -> int:
     from bcomc_dagster import driver, stages
-    from bcomc_dagster.config import check_base, load_config
+    from bcomc_dagster.config import check_base, check_docs, load_config
     from bcomc_dagster.reports import campaign as report_page
 
     cfg = load_config(config_path)
+    check_docs(cfg)
     check_base(cfg)
     instance, defs, store = _ctx()
     campaign = args.campaign or driver.default_campaign_name(prefix)
@@ -126,7 +128,10 @@ def _launch(args, config_path: Path, drive: bool, prefix: str) -> int:
 
 
 def cmd_demo(args) -> int:
-    return _launch(args, DEMO_CONFIGS[args.model], drive=True, prefix="demo")
+    if args.suite == "prose" and args.model != "bcomc-tiny":
+        raise InputError("demo --suite prose: runs on the embedded bcomc-tiny only (drop --model)")
+    config = PROSE_DEMO_CONFIG if args.suite == "prose" else DEMO_CONFIGS[args.model]
+    return _launch(args, config, drive=True, prefix="demo" if args.suite == "demo" else "prose")
 
 
 def cmd_launch(args) -> int:
@@ -270,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--campaign", help="campaign name (default: demo-TIMESTAMP)")
     s.add_argument("--model", choices=sorted(DEMO_CONFIGS), default="bcomc-tiny",
                    help="base model: the random-weight bcomc-tiny (default) or the pretrained SmolLM2-135M-Instruct")  # fmt: skip
+    s.add_argument("--suite", choices=("demo", "prose"), default="demo",
+                   help="docs with reference lists (demo, default) or written as prose in Markdown, text and HTML")  # fmt: skip
     s.set_defaults(func=cmd_demo)
     s = sub.add_parser("launch", help="validate a config, register the campaign and start it")
     s.add_argument("config")

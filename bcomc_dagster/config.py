@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bcomc_dagster.datagen.passages import DEFAULT_BUDGET, MIN_BUDGET
 from bcomc_dagster.datagen.quality import QualityConfig
 from bcomc_dagster.errors import InputError
 from bcomc_dagster.evals.suite import resolve_suite_path
@@ -19,6 +20,8 @@ from bcomc_dagster.secrets import check_env_name, check_url, redact
 DEMO_CONFIG = Path(__file__).resolve().parent / "suites" / "demo" / "campaign.json"
 # `bcomc demo --model NAME`: the demo suite on each embedded base, with the settings that base needs
 DEMO_CONFIGS = {"bcomc-tiny": DEMO_CONFIG, "smollm2-135m": DEMO_CONFIG.with_name("campaign-smollm2.json")}
+# the same loop on documentation written as prose (Markdown, plain text, HTML), with the demo's settings
+PROSE_DEMO_CONFIG = DEMO_CONFIG.parent.parent / "prose" / "campaign.json"
 
 # where the model under training is served: "local" = a server started here (vLLM where installed, else
 # transformers serve); "vllm" = vLLM, started here or at serving.base_url; "ollama" = an Ollama server
@@ -35,7 +38,7 @@ class _Strict(BaseModel):
 class PromptConfig(_Strict):
     domain: str = Field("", description="What the data is about, e.g. 'cloud services'.")
     persona: str = Field("", description="Who asks the questions, e.g. 'an SRE on call'.")
-    doc_label: str = Field("", description="What the snippets are called in prompts, e.g. 'service docs'.")
+    doc_label: str = Field("", description="What the documentation is called in prompts, e.g. 'service docs'.")
 
 
 def _backend(v: str) -> str:
@@ -59,6 +62,15 @@ class DatagenConfig(_Strict):
     prompt_config: PromptConfig = Field(default_factory=PromptConfig)
     max_retries: int = Field(2, ge=0, le=10, description="Retries of a failing service before it is skipped.")
     concurrency: int = Field(8, ge=1, le=256, description="Worker calls in flight at once.")
+    rehearsal_share: float = Field(
+        0.25, ge=0, le=1, description="Each iteration also generates this share of examples_per_service, in new "
+        "phrasings, for every service already in the dataset that is not targeted, so that retraining from the base "
+        "on a dataset that grows elsewhere does not forget it. 0 turns rehearsal off.",
+    )
+    passage_tokens: int = Field(
+        DEFAULT_BUDGET, ge=MIN_BUDGET, le=8192, description="Most tokens (words and punctuation) of one passage, its "
+        "heading path included: the docs are cut at sections, then at the largest unit that fits.",
+    )
     min_services: int = Field(3, ge=1, description="Fewest services targeted per iteration (when that many fail).")
     max_services: int = Field(5, ge=1, description="Most services targeted per iteration.")
 
@@ -163,6 +175,14 @@ class ServingConfig(_Strict):
     api_key_env: str | None = Field(None, description="Environment variable holding the API key of base_url.")
     final_model: Literal["last", "best", "base"] = Field(
         "last", description="What is left live when the campaign ends: the last checkpoint, the best-scoring one, or the base."
+    )
+    promote: Literal["always", "if_better"] = Field(
+        "if_better", description="'if_better': a new checkpoint stays live only if its re-eval beats the live model's "
+        "on the whole suite and no service that passed before loses more than promote_margin points; else the live "
+        "model is served again and the checkpoint is recorded as rejected. 'always': every checkpoint stays live.",
+    )
+    promote_margin: float = Field(
+        10, ge=0, le=100, description="Points of pass rate a service that passed before may lose in a promoted checkpoint."
     )
     rollback_on_failure: bool = Field(
         True, description="When a re-eval fails, serve the previous iteration's model again (a failed deploy never replaces it)."
@@ -387,6 +407,15 @@ def check_base(cfg: CampaignConfig) -> str:
         return sources.check(name, backend, cfg.ollama_url)
     except (ValueError, OSError, RuntimeError) as e:  # OSError, RuntimeError: a path the system cannot take
         raise InputError(f"{field}: {e} (got {name!r})") from None
+
+
+def check_docs(cfg: CampaignConfig) -> None:
+    """Every service's doc gives the configured generator something to ground pairs in (the extractive one
+    needs facts it can read); InputError names the files. Run at launch and validate."""
+    from bcomc_dagster.datagen.coordinator import check_docs as check
+    from bcomc_dagster.evals.suite import load_suite  # the config module only checks the suite's name
+
+    check(load_suite(cfg.eval_suite), cfg.datagen.generator_backend == EMBEDDED, cfg.datagen.passage_tokens)
 
 
 def _describe(e: ValidationError, source: str) -> str:

@@ -129,8 +129,12 @@ def _summarise(out: Print, result: dg.ExecuteInProcessResult) -> None:
                      if "pass_rate_held_out" in md else "")  # fmt: skip
             out(f"  {name}: pass rate {md['pass_rate']:.1f}%" + (f" (delta {delta:+.1f})" if name == "eval_report" else "") + split)
             out("    " + md["per_service"].replace("\n", "\n    "))
+            if "promotion" in md:
+                out(f"  promotion gate: {md['promotion']}")
         elif name == "failure_analysis":
-            out(f"  failure_analysis: targets {', '.join(md['datagen_services'])}")
+            rehearse = md.get("rehearsal_services") or []
+            out(f"  failure_analysis: targets {', '.join(md['datagen_services'])}"
+                + (f"; rehearses {len(rehearse)} learned services ({md['rehearsal_count']} pairs each)" if rehearse else ""))  # fmt: skip
         elif name == "training_dataset":
             dropped = ", ".join(f"{k} {v}" for k, v in md["dropped_by_reason"].items() if v) or "none"
             out(f"  training_dataset: +{md['rows_added']} rows, {md['rows_total']} in all; dropped: {dropped}")
@@ -252,7 +256,7 @@ def advance(instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactS
             raise InputError(f"campaign {campaign!r} was interrupted: `bcomc resume {campaign}` continues it")
         last = stages.latest_iteration(store, campaign)
         report = stages.read_report(store, campaign, last)
-        decision = stages.next_decision(store, campaign, last, report.pass_rate, auto_advance=True)
+        decision = stages.next_decision(store, campaign, last, auto_advance=True)
         if decision.final:
             out(f"{campaign}: not advancing: {decision.value} at iteration {last} ({report.pass_rate:.1f}%)")
             if not store.path(campaign, None, stages.OUTCOME).exists():

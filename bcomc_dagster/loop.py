@@ -1,8 +1,14 @@
-"""The stop-or-advance rule of the closed loop, shared by the sensor, the CLI and the demo."""
+"""The rules of the closed loop: stop or advance (shared by the sensor, the CLI and the demo), and whether
+a new checkpoint replaces the live model."""
 
 from __future__ import annotations
 
 from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel
+
+from bcomc_dagster.evals.report import EvalReport
 
 
 class Decision(str, Enum):
@@ -29,3 +35,44 @@ def decide(
     if over_budget:
         return Decision.BUDGET_EXHAUSTED
     return Decision.ADVANCE if auto_advance else Decision.WAIT
+
+
+class Promotion(BaseModel):
+    """Whether an iteration's checkpoint replaced the live model, and why (``serving.promote``)."""
+
+    iteration: int
+    promoted: bool
+    policy: Literal["always", "if_better"]
+    live_iteration: int  # what was live before this checkpoint (0: the base)
+    live_pass_rate: float
+    pass_rate: float
+    regressed: dict[str, tuple[float, float]] = {}  # service -> (live, candidate) pass rate, dropped beyond the margin
+    reason: str
+    restored: str | None = None  # what was made live again after a rejection
+
+
+def gate(
+    iteration: int, candidate: EvalReport, live_iteration: int, live: EvalReport, policy: str, margin: float
+) -> Promotion:
+    """``if_better``: the candidate must beat the live model on the whole suite, and no service that passed
+    any question before may lose more than ``margin`` points. ``always``: every checkpoint is promoted
+    (the regressions are still recorded)."""
+    regressed = {
+        s: (r.pass_rate, candidate.results_by_service[s].pass_rate)
+        for s, r in live.results_by_service.items()
+        if r.passed > 0 and s in candidate.results_by_service
+        and r.pass_rate - candidate.results_by_service[s].pass_rate > margin
+    }  # fmt: skip
+    better = candidate.pass_rate > live.pass_rate
+    why = []
+    if not better:
+        why.append(f"pass rate {candidate.pass_rate:.1f}% does not beat the live model's {live.pass_rate:.1f}% (iteration {live_iteration})")
+    if regressed:
+        drops = ", ".join(f"{s} {a:.0f}% -> {b:.0f}%" for s, (a, b) in sorted(regressed.items()))
+        why.append(f"services that passed before lost more than {margin:g} points: {drops}")
+    ok = policy == "always" or not why
+    reason = ("promoted" if ok else "rejected") + (": " + "; ".join(why) if why else f": {candidate.pass_rate:.1f}% beats {live.pass_rate:.1f}%")
+    return Promotion(
+        iteration=iteration, promoted=ok, policy=policy, live_iteration=live_iteration, live_pass_rate=live.pass_rate,
+        pass_rate=candidate.pass_rate, regressed=regressed, reason=reason,
+    )  # fmt: skip

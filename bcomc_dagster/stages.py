@@ -19,12 +19,12 @@ from bcomc_dagster.analysis.analyzer import Analysis, analyze
 from bcomc_dagster.analysis.effectiveness import Effectiveness, effectiveness
 from bcomc_dagster.analysis.llm_analyzer import llm_analyze
 from bcomc_dagster.artifacts import ArtifactStore
-from bcomc_dagster.config import CampaignConfig, check_base, parse_config
+from bcomc_dagster.config import CampaignConfig, check_base, check_docs, parse_config
 from bcomc_dagster.datagen import coordinator, dataset, quality
 from bcomc_dagster.datagen.card import dataset_card
 from bcomc_dagster.datagen.extractive import ExtractiveWorker
 from bcomc_dagster.datagen.llm_worker import LLMWorker, synthesize
-from bcomc_dagster.datagen.snippets import service_title
+from bcomc_dagster.datagen.passages import kind_of, service_title
 from bcomc_dagster.errors import BcomcError, InputError, PredecessorMissing, ServingError
 from bcomc_dagster.evals.judge import Judge, ReferenceJudge
 from bcomc_dagster.evals.llm_judge import LLMJudge, grounding_verdicts
@@ -34,7 +34,7 @@ from bcomc_dagster.evals.suite import Suite, load_suite
 from bcomc_dagster.llm import registry
 from bcomc_dagster.llm.client import LLMClient, ResponseCache, limiter_for
 from bcomc_dagster.llm.cost import Meter, price_of
-from bcomc_dagster.loop import Decision, decide
+from bcomc_dagster.loop import Decision, Promotion, decide, gate
 from bcomc_dagster.secrets import redact
 from bcomc_dagster.serving import ollama, process
 from bcomc_dagster.serving.deployer import Deployer, Deployment, Live
@@ -60,6 +60,7 @@ OUTCOME = "outcome.json"
 EFFECTIVENESS = "effectiveness.json"
 EFFECTIVENESS_MD = "effectiveness.md"
 FAILURE = "failure.json"
+PROMOTION = "promotion.json"
 
 
 def store_config(store: ArtifactStore, campaign: str, data: dict) -> CampaignConfig:
@@ -67,7 +68,8 @@ def store_config(store: ArtifactStore, campaign: str, data: dict) -> CampaignCon
     cfg = parse_config(data, source=f"campaign {campaign!r}: launch config").resolved()
     path = store.path(campaign, None, CONFIG)
     if not path.exists():
-        check_base(cfg)  # the weights are there: checked once, at launch (a stored config is not re-checked)
+        check_docs(cfg)  # checked once, at launch (a stored config is not re-checked)
+        check_base(cfg)  # the weights are there
     if path.exists() and load_campaign(store, campaign) != cfg:
         raise InputError(f"campaign {campaign!r} was launched with another config ({path}); launch a new campaign to change it")
     store.write_json(campaign, None, CONFIG, cfg)
@@ -218,16 +220,28 @@ def baseline(store: ArtifactStore, campaign: str, log: Log = _default_log) -> tu
 def analyze_failures(store: ArtifactStore, campaign: str, iteration: int) -> Analysis:
     cfg = load_campaign(store, campaign)
     reports = [r.analyzed() for r in history(store, campaign, iteration - 1)]  # held-out answers stay unseen
+    gate_record = read_promotion(store, campaign, iteration - 1)
+    regressed = sorted(gate_record.regressed) if gate_record else []  # what the last checkpoint made worse
     d = cfg.datagen
     if cfg.analyzer_backend == registry.EMBEDDED:
-        analysis = analyze(reports, d.examples_per_service, d.min_services, d.max_services)
+        analysis = analyze(reports, d.examples_per_service, d.min_services, d.max_services, regressed)
     else:
         meter = costs.meter(store, cfg, campaign, iteration, "analyze")
         try:
             client = llm_client(store, cfg, "analyzer", cfg.analyzer_backend, cfg.analyzer_model, meter)
-            analysis = llm_analyze(client, reports, d.examples_per_service, d.min_services, d.max_services, cfg.analyzer_retries)
+            analysis = llm_analyze(
+                client, reports, d.examples_per_service, d.min_services, d.max_services, cfg.analyzer_retries, regressed
+            )
         finally:
             costs.write(store, campaign, iteration, meter.cost)
+    learned = dataset.rows_by_service(previous_dataset(store, campaign, iteration))
+    rehearse = sorted(s for s in learned if s not in analysis.datagen_services)
+    if rehearse and d.rehearsal_share > 0:
+        count = max(1, round(d.rehearsal_share * analysis.datagen_count))
+        analysis = analysis.model_copy(update={
+            "rehearsal_services": rehearse, "rehearsal_count": count,
+            "suggested_actions": [*analysis.suggested_actions, f"rehearse {', '.join(rehearse)}: {count} new pairs each"],
+        })  # fmt: skip
     store.write_json(campaign, iteration, ANALYSIS, analysis)
     return analysis
 
@@ -245,7 +259,9 @@ def generate_examples(
     cfg = load_campaign(store, campaign)
     analysis = Analysis.model_validate(store.read_json(campaign, iteration, ANALYSIS, "the failure analysis"))
     already = dataset.rows_by_service(previous_dataset(store, campaign, iteration))
-    total = analysis.datagen_count * len(analysis.datagen_services)
+    counts = {s: analysis.datagen_count for s in analysis.datagen_services}
+    counts |= {s: analysis.rehearsal_count for s in analysis.rehearsal_services}
+    total = sum(counts.values())
     step = max(1, total // 4)
 
     def on_progress(done: int, n: int) -> None:
@@ -261,9 +277,9 @@ def generate_examples(
             else LLMWorker(llm_client(store, cfg, "generator", d.generator_backend, d.generator_model, meter))
         )  # fmt: skip
         result = coordinator.generate(
-            suite_of(cfg), analysis.datagen_services, analysis.datagen_count, worker, campaign, iteration,
+            suite_of(cfg), list(counts), counts, worker, campaign, iteration,
             already=already, max_retries=d.max_retries, concurrency=d.concurrency,
-            prompt_config=d.prompt_config.model_dump(), on_progress=on_progress,
+            prompt_config=d.prompt_config.model_dump(), on_progress=on_progress, budget=d.passage_tokens,
         )  # fmt: skip
         if d.synthesizer and result.pairs:
             synth = llm_client(store, cfg, "synthesizer", *d.synthesizer, meter)
@@ -301,7 +317,7 @@ def build_dataset(store: ArtifactStore, campaign: str, iteration: int) -> Datase
     suite = suite_of(cfg)
     previous = previous_dataset(store, campaign, iteration)
     new = dataset.read_jsonl(store.require(campaign, iteration, GENERATED, "the generated examples"))
-    names = {s: [service_title(s, doc)] for s, doc in suite.docs.items()}
+    names = {s: [service_title(s, doc, kind_of(suite.doc_file(s)))] for s, doc in suite.docs.items()}
     judged = None
     if cfg.quality.grounding == "judge":
         meter = costs.meter(store, cfg, campaign, iteration, "dataset")
@@ -417,8 +433,40 @@ def reevaluate(store: ArtifactStore, campaign: str, iteration: int, log: Log = _
         record_failure(store, campaign, iteration, "re-eval", e, restored)
         raise
     store.write_json(campaign, iteration, REPORT, report)
+    promote(store, cfg, campaign, iteration, report, log)
     store.path(campaign, iteration, FAILURE).unlink(missing_ok=True)
     return report
+
+
+def promote(store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteration: int, report: EvalReport, log: Log) -> Promotion:
+    """The promotion gate (``serving.promote``): keep the checkpoint live, or serve the live model again."""
+    before = live_iteration(store, campaign, iteration - 1)
+    p = gate(iteration, report, before, read_report(store, campaign, before), cfg.serving.promote, cfg.serving.promote_margin)
+    if not p.promoted:
+        try:
+            p.restored = serve_iteration(store, cfg, campaign, before).served_model
+        except BcomcError as e:  # the rejected checkpoint is still live: say so and stop here
+            record_failure(store, campaign, iteration, "promote", e)
+            raise ServingError(f"checkpoint of iteration {iteration} {p.reason}, and serving iteration {before} again failed: {e}") from e
+    store.write_json(campaign, iteration, PROMOTION, p)
+    log(f"iteration {iteration} {p.reason}" + (f"; {p.restored} is live again" if p.restored else ""))
+    return p
+
+
+def read_promotion(store: ArtifactStore, campaign: str, iteration: int) -> Promotion | None:
+    path = store.path(campaign, iteration, PROMOTION)
+    return Promotion.model_validate_json(path.read_text()) if path.exists() else None
+
+
+def live_iteration(store: ArtifactStore, campaign: str, upto: int) -> int:
+    """The newest iteration up to ``upto`` whose checkpoint was promoted (0: the base). An iteration with a
+    report and no promotion record (a campaign from before the gate) counts as promoted."""
+    for i in range(upto, 0, -1):
+        if store.path(campaign, i, REPORT).exists():
+            p = read_promotion(store, campaign, i)
+            if p is None or p.promoted:
+                return i
+    return 0
 
 
 # -- outcome --------------------------------------------------------------------------------------
@@ -427,10 +475,11 @@ class Outcome(BaseModel):
     status: str  # target_reached / max_iterations_reached / budget_exhausted / waiting
     iterations: int
     baseline_pass_rate: float
-    final_pass_rate: float
+    final_pass_rate: float  # the live model's: the last promoted checkpoint's (serving.promote)
     best_iteration: int
     best_pass_rate: float
-    pass_rates: dict[int, float]
+    pass_rates: dict[int, float]  # every checkpoint's re-eval, promoted or not
+    rejected: list[int] = []  # iterations whose checkpoint the promotion gate rejected
     final_model: str  # serving.final_model: last / best / base
     final_iteration: int  # the iteration final_model chose (0 = base); live unless the servers were stopped
     final_model_error: str | None = None
@@ -455,14 +504,16 @@ def conclude(store: ArtifactStore, campaign: str, log: Log = _default_log) -> Ou
     last = latest_iteration(store, campaign)
     reports = {i: read_report(store, campaign, i) for i in range(last + 1) if store.path(campaign, i, REPORT).exists()}
     rates = {i: r.pass_rate for i, r in reports.items()}
-    best = max(rates, key=lambda i: (rates[i], -i))
-    decision = next_decision(store, campaign, last, rates[last])
+    current = live_iteration(store, campaign, last)
+    promoted = {i: r for i, r in rates.items() if i == 0 or live_iteration(store, campaign, i) == i}
+    best = max(promoted, key=lambda i: (promoted[i], -i))
+    decision = next_decision(store, campaign, last)
     dep = deployer(store, cfg, campaign)
     now = dep.live()
     final_iteration = now.iteration if now else last
     final_error = None
     if decision.final:
-        want = final_iteration = {"last": last, "best": best, "base": 0}[cfg.serving.final_model]
+        want = final_iteration = {"last": current, "best": best, "base": 0}[cfg.serving.final_model]
         about_to_stop = cfg.serving.stop_at_end and dep.owns_server
         if not about_to_stop and (now is None or now.iteration != want):
             try:
@@ -476,8 +527,9 @@ def conclude(store: ArtifactStore, campaign: str, log: Log = _default_log) -> Ou
     now = None if stopped else now
     outcome = Outcome(
         campaign=campaign, status=decision.value if decision.final else "waiting", iterations=last,
-        baseline_pass_rate=rates.get(0, 0.0), final_pass_rate=rates[last], best_iteration=best,
-        best_pass_rate=rates[best], pass_rates=rates, final_model=cfg.serving.final_model,
+        baseline_pass_rate=rates.get(0, 0.0), final_pass_rate=rates[current], best_iteration=best,
+        best_pass_rate=rates[best], pass_rates=rates, rejected=sorted(set(rates) - set(promoted)),
+        final_model=cfg.serving.final_model,
         final_iteration=final_iteration, final_model_error=final_error, live_model=now.model if now else None,
         live_endpoint=now.endpoint if now else None, servers_stopped=stopped, cost_usd=costs.campaign_cost(store, campaign),
         stop_reason=costs.over_budget(cfg, store, campaign) if decision is Decision.BUDGET_EXHAUSTED else None,
@@ -508,17 +560,23 @@ def campaign_effectiveness(store: ArtifactStore, campaign: str) -> Effectiveness
         if store.path(campaign, i, QUALITY).exists():
             for reason, n in store.read_json(campaign, i, QUALITY, "the quality report")["dropped_by_reason"].items():
                 dropped[reason] = dropped.get(reason, 0) + n
-    eff = effectiveness(campaign, cfg.target_pass_rate, reports, targeted, added, contaminated, dropped)
+    promoted = {i: p.promoted for i in reports if (p := read_promotion(store, campaign, i)) is not None}
+    eff = effectiveness(
+        campaign, cfg.target_pass_rate, reports, targeted, added, contaminated, dropped, promoted, cfg.serving.promote_margin
+    )
     store.write_json(campaign, None, EFFECTIVENESS, eff)
     store.write_text(campaign, None, EFFECTIVENESS_MD, eff.markdown())
     return eff
 
 
 def next_decision(
-    store: ArtifactStore, campaign: str, iteration: int, pass_rate: float, auto_advance: bool | None = None
+    store: ArtifactStore, campaign: str, iteration: int, pass_rate: float | None = None, auto_advance: bool | None = None
 ) -> Decision:
-    """The loop's rule after ``iteration``'s eval (auto_advance from the config unless given)."""
+    """The loop's rule after ``iteration``'s eval, on the live model's pass rate unless ``pass_rate`` is given
+    (a rejected checkpoint's does not count); auto_advance from the config unless given."""
     cfg = load_campaign(store, campaign)
+    if pass_rate is None:
+        pass_rate = read_report(store, campaign, live_iteration(store, campaign, iteration)).pass_rate
     auto = cfg.auto_advance if auto_advance is None else auto_advance
     over = costs.over_budget(cfg, store, campaign) is not None
     return decide(iteration, pass_rate, cfg.target_pass_rate, cfg.max_iterations, auto, over_budget=over)

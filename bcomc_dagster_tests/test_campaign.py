@@ -193,6 +193,7 @@ def test_failed_deploy_and_failed_reeval_leave_the_previous_model_serving(env, m
         def vanish(*a, **k):
             raise RuntimeError("endpoint vanished mid-eval")
 
+        real_run_suite = stages.run_suite
         monkeypatch.setattr(stages, "run_suite", vanish)
         with pytest.raises(stages.BcomcError, match="iteration 1 failed"):
             driver.advance(instance, defs, store, "c-fail", out=lambda s: None)
@@ -214,5 +215,19 @@ def test_failed_deploy_and_failed_reeval_leave_the_previous_model_serving(env, m
         assert cli.main(["status", "c-fail"]) == 0
         table = capsys.readouterr().out
         assert "failed" in table and "c-fail: failed at iteration 1 re-eval" in table
+
+        # 3. deploy and re-eval work, but the checkpoint does not beat the base (2 epochs on 10 pairs a
+        # service): the promotion gate rejects it, the base is served again, and the loop knows
+        monkeypatch.setattr(stages, "run_suite", real_run_suite)
+        driver.advance(instance, defs, store, "c-fail", out=lambda s: None)
+        gate = stages.read_promotion(store, "c-fail", 1)
+        assert not gate.promoted and gate.live_iteration == 0 and gate.restored == "bcomc-tiny"
+        assert gate.reason.startswith("rejected: pass rate 0.0% does not beat the live model's 0.0% (iteration 0)")
+        assert dep.live().model == "bcomc-tiny" and dep.live().iteration == 0
+        models = [m["id"] for m in __import__("httpx").get(f"{dep.state().url}/v1/models").json()["data"]]
+        assert models == ["bcomc-tiny"]  # the rejected adapter is gone: the endpoint serves the base alone
+        md = _materialised(instance, "eval_report", iteration_key("c-fail", 1))[0].asset_materialization.metadata
+        assert md["promoted"].value is False and "does not beat" in md["promotion"].value
+        assert stages.live_iteration(store, "c-fail", 1) == 0 and stages.last_failure(store, "c-fail") is None
     finally:
         dep.stop()

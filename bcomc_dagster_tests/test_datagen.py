@@ -4,7 +4,7 @@ from bcomc_dagster.analysis.analyzer import analyze
 from bcomc_dagster.datagen import coordinator, dataset
 from bcomc_dagster.datagen.extractive import ExtractiveWorker
 from bcomc_dagster.datagen.schema import Provenance, QAPair
-from bcomc_dagster.datagen.snippets import extract_snippets
+from bcomc_dagster.datagen.facts import extract_facts
 from bcomc_dagster.evals.report import Answer, EvalReport, summarise
 from bcomc_dagster.evals.suite import load_suite
 
@@ -14,19 +14,20 @@ def suite():
     return load_suite("demo")
 
 
-def test_snippets_are_the_reference_lines(suite):
-    snips = extract_snippets("quillstream", suite.docs["quillstream"])
-    assert [s.attribute for s in snips][:2] == ["default port", "maximum message size"]
-    assert snips[0].title == "Quillstream" and snips[0].value == "7443"
-    assert snips[0].text == "- Default port: 7443"
+def test_facts_of_the_reference_lines(suite):
+    facts = [f for p in coordinator.passages(suite, "quillstream") for f in extract_facts(p)]
+    assert [f.attribute for f in facts][:2] == ["default port", "maximum message size"]
+    assert facts[0].title == "Quillstream" and facts[0].value == "7443"
+    assert facts[0].text == "- Default port: 7443" and facts[0].passage.path == "Quillstream > Reference"
 
 
 def test_generated_pairs_are_grounded_and_carry_provenance(suite):
     r = coordinator.generate(suite, ["quillstream", "brambledb"], 12, ExtractiveWorker(), "c", 1)
     assert r.produced == {"quillstream": 12, "brambledb": 12} and not r.skipped_services
     for p in r.pairs:
-        value = p.provenance.snippet.split(": ", 1)[1]
-        assert value in p.answer  # the answer says what its snippet says
+        value = p.provenance.fact.split(": ", 1)[1]
+        assert value in p.answer and p.provenance.fact in p.provenance.snippet  # the answer says what its passage says
+        assert p.provenance.passage.startswith(f"docs/{p.service}.md#")
         assert p.provenance.iteration == 1 and p.provenance.model == "extractive"
     assert len({p.id for p in r.pairs}) == 24
 
@@ -41,15 +42,16 @@ class Flaky:
     """Fails the first ``fails`` calls for one service, then works."""
 
     name = "flaky"
+    needs_facts = True
 
     def __init__(self, service: str, fails: int):
         self.service, self.fails, self.calls = service, fails, 0
 
-    def generate(self, snippet, variant, prompt_config=None):
-        if snippet.service == self.service and self.calls < self.fails:
+    def generate(self, request, prompt_config=None):
+        if request.service == self.service and self.calls < self.fails:
             self.calls += 1
             raise TimeoutError("worker timed out")
-        return ExtractiveWorker().generate(snippet, variant)
+        return ExtractiveWorker().generate(request)
 
 
 def test_failing_service_is_retried_then_succeeds(suite):
@@ -105,3 +107,37 @@ def test_report_deltas():
     r = cur.with_previous(prev)
     assert r.improvement_delta == 25.0 and r.service_deltas == {"a": 50.0, "b": 0.0}
     assert list(r.table()["delta"]) == [50.0, 0.0]
+
+
+def test_learned_services_are_rehearsed_in_new_phrasings(suite, tmp_path):
+    """Iteration 2 targets other services: the ones iteration 1 taught get rehearsal_share of the count."""
+    from bcomc_dagster import stages
+    from bcomc_dagster.artifacts import ArtifactStore
+    from bcomc_dagster.config import parse_config
+
+    store = ArtifactStore(tmp_path)
+    store.write_json("c", None, stages.CONFIG, parse_config({"datagen": {"examples_per_service": 8, "rehearsal_share": 0.5}}))
+    first = coordinator.generate(suite, ["brambledb", "driftkey"], 8, ExtractiveWorker(), "c", 1)
+    dataset.write_jsonl(store.path("c", 1, stages.DATASET), first.pairs)
+    rates = {s: 100 if s in ("brambledb", "driftkey") else 0 for s in suite.services}
+    for i in (0, 1):
+        store.write_json("c", i, stages.REPORT, _suite_report(suite, rates if i else dict.fromkeys(suite.services, 0)))
+    a = stages.analyze_failures(store, "c", 2)
+    assert a.rehearsal_services == ["brambledb", "driftkey"] and a.rehearsal_count == 4
+    assert not set(a.rehearsal_services) & set(a.datagen_services)
+    result = stages.generate_examples(store, "c", 2, log=lambda s: None)
+    assert result.requested == {**dict.fromkeys(a.datagen_services, 8), "brambledb": 4, "driftkey": 4}
+    old = {p.question for p in first.pairs}
+    assert all(p.question not in old for p in result.pairs if p.service == "brambledb")  # new phrasings
+    # rehearsal_share 0 turns it off
+    store.write_json("d", None, stages.CONFIG, parse_config({"datagen": {"rehearsal_share": 0}}))
+    for i in (0, 1):
+        store.write_json("d", i, stages.REPORT, _suite_report(suite, rates))
+    dataset.write_jsonl(store.path("d", 1, stages.DATASET), first.pairs)
+    assert stages.analyze_failures(store, "d", 2).rehearsal_services == []
+
+
+def _suite_report(suite, rates):
+    answers = [Answer(id=q.id, service=q.service, question=q.question, reference=q.reference, answer="x",
+                      passed=rates[q.service] == 100, reason="") for q in suite.questions]  # fmt: skip
+    return EvalReport.build(answers, run_id="r", suite="demo", model="m", endpoint="e", judge="reference")

@@ -72,3 +72,36 @@ def test_report_shows_both_parts_and_the_analyzer_sees_only_its_own():
     assert all(not f.held_out for f in seen.failures)
     plain = report({"a": 1})
     assert plain.pass_rate_held_out is None and plain.analyzed() is plain
+
+
+def test_the_gate_promotes_only_a_better_checkpoint_without_regressions():
+    from bcomc_dagster.loop import gate
+
+    live = report({"a": 4, "b": 0, "c": 2})  # 50 %
+    better = gate(2, report({"a": 4, "b": 3, "c": 2}), 1, live, "if_better", 10)
+    assert better.promoted and better.reason == "promoted: 75.0% beats 50.0%" and not better.regressed
+    worse = gate(2, report({"a": 3, "b": 4, "c": 2}), 1, live, "if_better", 10)  # better overall, but a lost 25 points
+    assert not worse.promoted and worse.regressed == {"a": (100.0, 75.0)}
+    assert worse.reason == "rejected: services that passed before lost more than 10 points: a 100% -> 75%"
+    assert gate(2, report({"a": 3, "b": 4, "c": 2}), 1, live, "if_better", 30).promoted  # within a wider margin
+    same = gate(2, report({"a": 4, "b": 0, "c": 2}), 1, live, "if_better", 10)
+    assert not same.promoted and "does not beat the live model's 50.0% (iteration 1)" in same.reason
+    assert gate(2, report({"a": 0, "b": 0, "c": 0}), 1, live, "always", 10).promoted  # 'always' records, never rejects
+    # a service that passed nothing before cannot regress
+    assert gate(1, report({"a": 1, "b": 0, "c": 0}), 0, report({"a": 0, "b": 0, "c": 0}), "if_better", 0).promoted
+
+
+def test_effectiveness_compares_each_checkpoint_with_the_live_model():
+    # iteration 2 was rejected: iteration 3 is compared with iteration 1, and the final rate is the live one
+    reports = {**REPORTS, 3: report({"a": 4, "b": 4, "c": 3})}
+    eff = effectiveness("c", 80, reports, {**TARGETED, 3: ["c"]}, {}, promoted={2: False})
+    assert [g.promoted for g in eff.iterations] == [True, False, True]
+    it3 = eff.iterations[2]
+    assert it3.delta == round(reports[3].pass_rate - reports[1].pass_rate, 2) and eff.final_pass_rate == reports[3].pass_rate
+    assert eff.iterations_to_target == 3  # iteration 2 reached 91.7 % but was never live
+    assert [(r.iteration, r.service, r.promoted) for r in eff.regressions] == [(1, "c", True), (2, "a", False)]
+    md = eff.markdown()
+    assert "(checkpoint rejected: the live model stayed)" in md and "promoted" in md
+    assert [(r.iteration, r.service) for r in eff.live_regressions] == [(1, "c")]  # 50 -> 25, promoted
+    assert "loses more than 10 points in a promoted checkpoint): missed, 1 times." in md
+    assert "checkpoint): met." in effectiveness("c", 80, reports, {}, {}, promoted={1: False, 2: False}).markdown()

@@ -9,7 +9,6 @@ import pytest
 from bcomc_dagster.analysis.llm_analyzer import llm_analyze
 from bcomc_dagster.datagen import coordinator
 from bcomc_dagster.datagen.llm_worker import LLMWorker, pair_request, synthesize
-from bcomc_dagster.datagen.snippets import extract_snippets
 from bcomc_dagster.evals.llm_judge import LLMJudge
 from bcomc_dagster.evals.runner import EvalIncomplete, run_suite
 from bcomc_dagster.evals.suite import load_suite
@@ -25,7 +24,7 @@ from .test_effectiveness import report
 
 PROVIDERS = ["bedrock", "anthropic", "openai"]
 SUITE = load_suite("demo")
-SNIPPET = extract_snippets("brambledb", SUITE.docs["brambledb"])[0]
+REQUEST = coordinator.plan_requests(SUITE, "brambledb", 1, 0)[0]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +54,7 @@ def client(server, backend, model="claude-3-5-haiku", meter=None, cache=None, **
 
 
 def a_request():
-    return pair_request(SNIPPET, 0, {"domain": "cloud", "persona": "an SRE", "doc_label": "service docs"})
+    return pair_request(REQUEST, {"domain": "cloud", "persona": "an SRE", "doc_label": "service docs"})
 
 
 # -- providers on the wire --------------------------------------------------------------------------
@@ -66,7 +65,8 @@ def test_structured_output_and_usage_accounting(fake, server, backend):
     assert out.data == {"question": "What is the default port of Brambledb?", "answer": "The default port of Brambledb is 6120."}
     assert (out.usage.input_tokens, out.usage.output_tokens) == fake.usage(backend) and out.usage.input_tokens > 20
     call = fake.calls[-1]
-    assert call.tool == "qa_pair" and "an SRE would ask" in call.prompt and "Service docs snippet: - Default port: 6120" in call.prompt
+    assert call.tool == "qa_pair" and "an SRE would ask" in call.prompt and "Service docs passage (Brambledb > Reference):" in call.prompt
+    assert "- Default port: 6120\n- Replication factor: 5" in call.prompt and "Ask about: default port: 6120 (" in call.prompt
     expected_model = {"bedrock": "anthropic.claude-3-5-haiku-20241022-v1:0", "anthropic": "claude-3-5-haiku-20241022",
                       "openai": "claude-3-5-haiku"}[backend]  # fmt: skip
     assert call.model == expected_model  # the alias table, per provider
@@ -137,7 +137,7 @@ def test_cache_answers_repeats_so_a_rerun_pays_only_for_new_calls(fake, server, 
     stats = m2.cost.roles["generator"]
     assert stats.cached_calls == 1 and m2.cost.new_spend_usd == 0 and stats.cached_input_tokens == stats.input_tokens > 0
     assert m2.cost.cost_usd == m1.cost.cost_usd > 0  # the artifact's cost is still what it cost
-    other = pair_request(SNIPPET, 1)  # another variant: another request
+    other = pair_request(coordinator.plan_requests(SUITE, "brambledb", 1, 5)[0])  # another variant: another request
     assert not again.complete(other).cached and len(fake.calls) == 2
 
 
@@ -177,7 +177,10 @@ def test_generator_fans_out_one_call_per_pair_and_skips_a_failing_service(fake, 
     assert "InternalServerException" in r.skipped_services["cindervault"] and r.attempts["cindervault"] == 3
     assert len([c for c in fake.calls if "Service: Brambledb" in c.prompt]) == 6  # one call per pair
     p = r.pairs[0]
-    assert p.provenance.model == "bedrock:anthropic.claude-3-5-haiku-20241022-v1:0" and p.provenance.snippet.startswith("- ")
+    assert p.provenance.model == "bedrock:anthropic.claude-3-5-haiku-20241022-v1:0"
+    assert p.provenance.passage == "docs/brambledb.md#0" and p.provenance.fact is None  # the intro names no fact: an angle
+    assert r.pairs[1].provenance.snippet.startswith("Brambledb > Reference\n\n- Default port: 6120")
+    assert r.pairs[1].provenance.fact == "- Default port: 6120"
     assert (p.provenance.iteration, p.provenance.attempt) == (1, 1)
     assert len({q.question for q in r.pairs if q.service == "brambledb"}) == 6  # each variant asks anew
 
@@ -238,13 +241,13 @@ def test_grounding_by_the_judge_model_drops_unsupported_answers(fake, server):
 
     def p(q, a):
         return QAPair(service="brambledb", question=q, answer=a,
-                      provenance=Provenance(campaign="c", iteration=1, model="m", snippet="- Default port: 6120"))  # fmt: skip
+                      provenance=Provenance(campaign="c", iteration=1, model="m", snippet="Brambledb > Reference\n\n- Default port: 6120"))  # fmt: skip
 
     good, bad = p("What is the default port of Brambledb?", "Brambledb listens on 6120."), p("Which port?!", "It is 8080.")
     fake.script(None, "malformed", "malformed")  # the second pair's verdict never comes: not taken as supported
     verdicts = grounding_verdicts(client(server, "openai", "judge-7b"), [good, bad], concurrency=1)
     assert verdicts[good.id][0] is True and verdicts[bad.id][0] is False and "no verdict" in verdicts[bad.id][1]
-    assert grounding_verdicts(client(server, "openai", "judge-7b"), [bad])[bad.id] == (False, "not in the snippet: ['8080']")
+    assert grounding_verdicts(client(server, "openai", "judge-7b"), [bad])[bad.id] == (False, "not in the passage: ['8080']")
     r = filter_pairs([good, bad], [], EvalIndex({}), QualityConfig(grounding="judge", min_question_chars=5), judged=verdicts)
     assert [x.id for x in r.kept] == [good.id] and r.dropped[0].reason == "ungrounded"
     assert r.dropped[0].detail.startswith("judge: no verdict")

@@ -12,8 +12,8 @@ import os
 
 import pytest
 
+from bcomc_dagster.datagen import coordinator
 from bcomc_dagster.datagen.llm_worker import PairOut, pair_request
-from bcomc_dagster.datagen.snippets import extract_snippets
 from bcomc_dagster.evals.suite import load_suite
 from bcomc_dagster.llm import registry
 from bcomc_dagster.llm.client import LLMClient
@@ -40,8 +40,8 @@ def test_one_grounded_pair_from_the_real_api(backend):
     settings = registry.ProviderSettings(base_url=os.environ.get("OPENAI_BASE_URL") if backend == "openai" else None)
     meter = Meter("paid")
     client = LLMClient(registry.create(backend, model, settings), "generator", meter, price_of([name, model], {}))
-    snippet = extract_snippets("brambledb", load_suite("demo").docs["brambledb"])[0]
-    pair, attempts = ask_structured(client, pair_request(snippet, 0), PairOut.model_validate)
+    request = coordinator.plan_requests(load_suite("demo"), "brambledb", 1, 0)[0]
+    pair, attempts = ask_structured(client, pair_request(request), PairOut.model_validate)
     assert "6120" in pair.answer and attempts <= 2
     stats = meter.cost.roles["generator"]
     assert stats.input_tokens > 0 and stats.output_tokens > 0

@@ -36,7 +36,7 @@ def test_blank_reference_rejected(write_suite):
 
 def test_question_for_service_without_docs(write_suite):
     root = write_suite({"svc": DOC}, [{"id": "q1", "service": "other", "question": "Port?", "reference": "1"}])
-    with pytest.raises(InputError, match=r"service 'other' has no documentation file docs/other.md"):
+    with pytest.raises(InputError, match=r"service 'other' has no documentation file docs/other\.<md\|markdown\|txt\|html"):
         load_suite(str(root))
 
 

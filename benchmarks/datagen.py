@@ -100,12 +100,11 @@ def main() -> None:
 
     # cost of the plan's volume at the price table, from the prompts this project sends
     from bcomc_dagster.datagen.llm_worker import pair_request
-    from bcomc_dagster.datagen.snippets import extract_snippets
 
-    snippets = {s: extract_snippets(s, suite.docs[s]) for s in services}
+    requests = {s: coordinator.plan_requests(suite, s, per_service, 0, needs_facts=False) for s in services}
     gen_in = gen_out = 0
     for k, pair in enumerate(last_pairs):
-        req = pair_request(snippets[pair.service][k % len(snippets[pair.service])], k, {"domain": "cloud services"})
+        req = pair_request(requests[pair.service][k % per_service], {"domain": "cloud services"})
         gen_in += tokens(req.system + req.messages[0].content + str(req.schema_.json_schema)) + TOOL_PROMPT_TOKENS
         gen_out += tokens(f'{{"question": "{pair.question}", "answer": "{pair.answer}"}}')
     n = len(last_pairs)

@@ -16,6 +16,8 @@ class Analysis(BaseModel):
     priority_services: dict[str, int]  # service -> priority, 1 = most urgent
     datagen_services: list[str]
     datagen_count: int  # pairs to generate per service
+    rehearsal_services: list[str] = []  # learned before, not targeted now: new phrasings so they are not forgotten
+    rehearsal_count: int = 0  # pairs per rehearsed service (datagen.rehearsal_share of datagen_count)
     suggested_actions: list[str]
     trend_analysis: dict[str, str]
     analyzer: str = "embedded"
@@ -32,22 +34,24 @@ def trend(history: list[EvalReport], service: str) -> str:
 
 
 def analyze(
-    history: list[EvalReport], examples_per_service: int, min_services: int = 3, max_services: int = 5
-) -> Analysis:
-    """``history`` is every report so far, oldest first; the last one is analysed."""
+    history: list[EvalReport], examples_per_service: int, min_services: int = 3, max_services: int = 5,
+    regressed: list[str] | tuple[str, ...] = (),
+) -> Analysis:  # fmt: skip
+    """``history`` is every report so far, oldest first; the last one is analysed. ``regressed``: services the
+    last checkpoint made worse than the live model (the promotion gate's record); they come first."""
     report = history[-1]
     rates = {s: r.pass_rate for s, r in report.results_by_service.items()}
     trends = {s: trend(history, s) for s in rates}
     order = {"regressing": 0, "flat": 1, "first measurement": 1, "improving": 2}
-    ranked = sorted(rates, key=lambda s: (rates[s], order[trends[s]], s))
+    ranked = sorted(rates, key=lambda s: (s not in regressed, rates[s], order[trends[s]], s))
     failing = [s for s in ranked if rates[s] < 100.0]
     chosen = failing[:max_services]
     if len(chosen) < min_services:
         chosen = failing  # fewer than min_services still fail: target those, never a perfect one
     actions = [f"generate {examples_per_service} grounded pairs for {s} ({rates[s]:.0f}% passing)" for s in chosen]
-    regressed = [s for s, t in trends.items() if t == "regressing"]
-    if regressed:
-        actions.append(f"watch regressions: {', '.join(regressed)}")
+    watch = sorted(set(regressed) | {s for s, t in trends.items() if t == "regressing"})
+    if watch:
+        actions.append(f"watch regressions: {', '.join(watch)}")
     return Analysis(
         summary=(
             f"{report.pass_rate:.1f}% overall; {len(failing)} of {len(rates)} services below 100%; "

@@ -1,9 +1,10 @@
 """Did the loop work? Pass rate per service per iteration, gains on the services each iteration targeted
-vs the rest, regressions, iterations to target, and training pairs per point of pass rate gained."""
+vs the rest, regressions, iterations to target, and training pairs per point of pass rate gained.
+
+Each checkpoint is compared with the model that was live before it (the last promoted one): that is what
+the promotion gate compares, and a rejected checkpoint never changes what users are served."""
 
 from __future__ import annotations
-
-import itertools
 
 import pandas as pd
 from pydantic import BaseModel
@@ -21,13 +22,15 @@ class IterationGain(BaseModel):
     pairs_added: int
     pass_rate_analyzed: float | None = None
     pass_rate_held_out: float | None = None
+    promoted: bool = True  # False: the promotion gate rejected the checkpoint; the live model stayed
 
 
 class Regression(BaseModel):
     iteration: int
     service: str
-    before: float
+    before: float  # the live model's pass rate before this checkpoint
     after: float
+    promoted: bool = True  # False: the checkpoint was rejected, users never saw the drop
 
 
 class Effectiveness(BaseModel):
@@ -43,8 +46,14 @@ class Effectiveness(BaseModel):
     never_targeted_gain: float | None
     pairs_total: int
     pairs_per_point: float | None  # training pairs per percentage point gained since the baseline
+    regression_margin: float = 10.0  # the no-regression target: no service that passed loses more, live
     contaminated_pairs: int | None = None  # training pairs of the last dataset that resemble an eval question
     dropped_by_reason: dict[str, int] = {}  # generated pairs the quality filters dropped, all iterations
+
+    @property
+    def live_regressions(self) -> list[Regression]:
+        """Drops beyond the margin that users saw: in promoted checkpoints, of services that passed before."""
+        return [r for r in self.regressions if r.promoted and r.before > 0 and r.before - r.after > self.regression_margin]
 
     def service_table(self) -> pd.DataFrame:
         df = pd.DataFrame(self.per_service).T.sort_index()
@@ -52,12 +61,14 @@ class Effectiveness(BaseModel):
         return df
 
     def markdown(self) -> str:
+        rejected = [g.iteration for g in self.iterations if not g.promoted]
         gains = pd.DataFrame(
             [{"iteration": g.iteration, "pass rate": g.pass_rate, "delta": g.delta,
               "targeted": ", ".join(g.targeted), "targeted gain": g.targeted_gain,
               "untargeted gain": g.untargeted_gain, "pairs added": g.pairs_added,
               **({"analyzed": g.pass_rate_analyzed, "held out": g.pass_rate_held_out}
-                 if g.pass_rate_held_out is not None else {})}
+                 if g.pass_rate_held_out is not None else {}),
+              **({"promoted": "yes" if g.promoted else "no"} if rejected else {})}
              for g in self.iterations]
         )  # fmt: skip
         reached = f"iteration {self.iterations_to_target}" if self.iterations_to_target is not None else "not reached"
@@ -68,6 +79,8 @@ class Effectiveness(BaseModel):
             f"Services ever targeted gained {_pts(self.ever_targeted_gain)} on average; never targeted: "
             f"{_pts(self.never_targeted_gain)}. {self.pairs_total} training pairs, "
             + (f"{self.pairs_per_point:.1f} per point gained." if self.pairs_per_point else "no gain to divide by."),
+            f"No-regression target (no service that passed loses more than {self.regression_margin:g} points in a "
+            f"promoted checkpoint): " + (f"missed, {len(self.live_regressions)} times." if self.live_regressions else "met."),
             *(
                 [f"Contamination: {self.contaminated_pairs} training pairs resemble an eval question."]
                 if self.contaminated_pairs is not None else []
@@ -89,7 +102,11 @@ class Effectiveness(BaseModel):
             "## Regressions",
             "",
         ]
-        lines += [f"- iteration {r.iteration}: **{r.service}** {r.before:.1f}% → {r.after:.1f}%" for r in self.regressions] or ["none"]
+        lines += [
+            f"- iteration {r.iteration}: **{r.service}** {r.before:.1f}% → {r.after:.1f}%"
+            + ("" if r.promoted else " (checkpoint rejected: the live model stayed)")
+            for r in self.regressions
+        ] or ["none"]
         return "\n".join(lines) + "\n"
 
 
@@ -109,13 +126,18 @@ def effectiveness(
     pairs_added: dict[int, int],
     contaminated_pairs: int | None = None,
     dropped_by_reason: dict[str, int] | None = None,
+    promoted: dict[int, bool] | None = None,
+    regression_margin: float = 10.0,
 ) -> Effectiveness:
-    """``reports`` by iteration (0 = baseline); ``targeted[i]``: the services iteration i generated for."""
+    """``reports`` by iteration (0 = baseline); ``targeted[i]``: the services iteration i generated for;
+    ``promoted[i]``: whether the gate kept iteration i's checkpoint live (default: yes)."""
     its = sorted(reports)
+    ok = {i: (promoted or {}).get(i, True) for i in its}
     rates = {i: {s: r.pass_rate for s, r in reports[i].results_by_service.items()} for i in its}
     services = sorted({s for i in its for s in rates[i]})
     gains, regressions = [], []
-    for prev, i in itertools.pairwise(its):
+    prev = its[0]  # the live model before each checkpoint
+    for i in its[1:]:
         deltas = {s: rates[i][s] - rates[prev][s] for s in services if s in rates[i] and s in rates[prev]}
         tgt = targeted.get(i, [])
         gains.append(IterationGain(
@@ -123,12 +145,17 @@ def effectiveness(
             targeted=tgt, targeted_gain=_mean([d for s, d in deltas.items() if s in tgt]),
             untargeted_gain=_mean([d for s, d in deltas.items() if s not in tgt]), pairs_added=pairs_added.get(i, 0),
             pass_rate_analyzed=reports[i].pass_rate_analyzed, pass_rate_held_out=reports[i].pass_rate_held_out,
+            promoted=ok[i],
         ))  # fmt: skip
-        regressions += [Regression(iteration=i, service=s, before=rates[prev][s], after=rates[i][s]) for s, d in deltas.items() if d < 0]
-    first, last = its[0], its[-1]
+        regressions += [
+            Regression(iteration=i, service=s, before=rates[prev][s], after=rates[i][s], promoted=ok[i])
+            for s, d in deltas.items() if d < 0
+        ]  # fmt: skip
+        prev = i if ok[i] else prev
+    first, last = its[0], prev  # the baseline and the model live at the end
     ever = {s for i in its for s in targeted.get(i, [])}
     total_gain = {s: rates[last][s] - rates[first][s] for s in services if s in rates[last] and s in rates[first]}
-    reached = [i for i in its if reports[i].pass_rate >= target]
+    reached = [i for i in its if reports[i].pass_rate >= target and ok[i]]
     pairs = sum(pairs_added.values())
     gained = reports[last].pass_rate - reports[first].pass_rate
     return Effectiveness(
@@ -140,4 +167,5 @@ def effectiveness(
         never_targeted_gain=_mean([d for s, d in total_gain.items() if s not in ever]),
         pairs_total=pairs, pairs_per_point=round(pairs / gained, 2) if gained > 0 else None,
         contaminated_pairs=contaminated_pairs, dropped_by_reason=dropped_by_reason or {},
+        regression_margin=regression_margin,
     )  # fmt: skip

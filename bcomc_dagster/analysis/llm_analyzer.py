@@ -36,8 +36,9 @@ SYSTEM = (
 )
 
 
-def failure_report(history: list[EvalReport], examples_per_service: int = 3) -> dict:
-    """What the analyzer model sees: the last report per service, the trend, and a few failures each."""
+def failure_report(history: list[EvalReport], examples_per_service: int = 3, regressed: list[str] | tuple[str, ...] = ()) -> dict:
+    """What the analyzer model sees: the last report per service, the trend, a few failures each, and the
+    services the last checkpoint made worse than the live model."""
     last = history[-1]
     services = {}
     for s, r in sorted(last.results_by_service.items()):
@@ -47,7 +48,8 @@ def failure_report(history: list[EvalReport], examples_per_service: int = 3) -> 
             "history": [h.results_by_service[s].pass_rate for h in history if s in h.results_by_service],
             "example_failures": [{"question": a.question, "expected": a.reference, "got": a.answer[:200]} for a in fails],
         }  # fmt: skip
-    return {"overall_pass_rate": last.pass_rate, "iterations_so_far": len(history) - 1, "services": services}
+    out = {"overall_pass_rate": last.pass_rate, "iterations_so_far": len(history) - 1, "services": services}
+    return {**out, "regressed_services": sorted(regressed)} if regressed else out
 
 
 def validator(services: set[str], failing: int, min_services: int, max_services: int, max_count: int):
@@ -71,12 +73,12 @@ def validator(services: set[str], failing: int, min_services: int, max_services:
 
 def llm_analyze(
     client: LLMClient, history: list[EvalReport], examples_per_service: int, min_services: int = 3,
-    max_services: int = 5, retries: int = 2,
+    max_services: int = 5, retries: int = 2, regressed: list[str] | tuple[str, ...] = (),
 ) -> Analysis:  # fmt: skip
     last = history[-1]
     failing = sum(1 for r in last.results_by_service.values() if r.pass_rate < 100)
     user = (
-        f"Evaluation report (JSON):\n{json.dumps(failure_report(history), indent=1)}\n\n"
+        f"Evaluation report (JSON):\n{json.dumps(failure_report(history, regressed=regressed), indent=1)}\n\n"
         f"Choose {min(min_services, failing)} to {max_services} services and at most {examples_per_service} pairs per service."
     )
     req = ChatRequest(system=SYSTEM, messages=[Message(role="user", content=user)], max_tokens=1500, schema=SCHEMA)
@@ -86,6 +88,6 @@ def llm_analyze(
     except (PermanentLLMError, BudgetExceeded):
         raise
     except LLMError as e:
-        fallback = analyze(history, examples_per_service, min_services, max_services)
+        fallback = analyze(history, examples_per_service, min_services, max_services, regressed)
         return fallback.model_copy(update={"analyzer": "embedded (fallback)", "fallback_reason": str(e)[:500]})
     return analysis.model_copy(update={"analyzer": client.label, "attempts": attempts})

@@ -37,5 +37,5 @@ def dataset_card(campaign: str, iteration: int, rows: list[QAPair], result: Filt
         lines.append(f"- {d.reason}: {d.question!r} ({d.detail})")
     lines += ["", "## Sample pairs added", ""]
     for r in result.kept[:samples]:
-        lines.append(f"- **{r.service}** Q: {r.question} A: {r.answer} (from `{r.provenance.snippet}`, {r.provenance.model})")
+        lines.append(f"- **{r.service}** Q: {r.question} A: {r.answer} (from `{r.provenance.fact or r.provenance.passage or r.provenance.snippet[:120]}`, {r.provenance.model})")
     return "\n".join(lines).rstrip() + "\n"

@@ -1,12 +1,12 @@
-"""The embedded generator: grounded, extractive Q&A pairs from one documentation snippet per call.
+"""The embedded generator: grounded, extractive Q&A pairs, one per call, each on one fact of a passage.
 
-It stands behind the same worker interface as the LLM generators: one call, one pair, one snippet.
+It stands behind the same worker interface as the LLM generators: one call, one pair, one passage.
 Several phrasings per fact teach the model the fact rather than one wording.
 """
 
 from __future__ import annotations
 
-from bcomc_dagster.datagen.snippets import Snippet
+from bcomc_dagster.datagen.coordinator import PairRequest
 
 PHRASINGS = (
     "What is the {attr} of {svc}?",
@@ -33,13 +33,17 @@ PHRASINGS = (
 
 
 class ExtractiveWorker:
-    """Deterministic worker: phrasing ``variant`` of a question about the snippet's fact."""
+    """Deterministic worker: phrasing ``variant`` of a question about the request's fact."""
 
     name = "extractive"
+    needs_facts = True
 
-    def generate(self, snippet: Snippet, variant: int, prompt_config: dict | None = None) -> tuple[str, str]:
-        template = PHRASINGS[variant % len(PHRASINGS)]
-        question = template.format(attr=snippet.attribute, svc=snippet.title)
+    def generate(self, request: PairRequest, prompt_config: dict | None = None) -> tuple[str, str]:
+        fact = request.grounding.fact
+        if fact is None:
+            raise ValueError(f"{request.grounding.passage.id}: the extractive generator needs a fact to ask about")
+        template = PHRASINGS[request.variant % len(PHRASINGS)]
+        question = template.format(attr=fact.attribute, svc=fact.title)
         question = question[0].upper() + question[1:]
-        answer = f"The {snippet.attribute} of {snippet.title} is {snippet.value}."
+        answer = f"The {fact.attribute} of {fact.title} is {fact.value}."
         return question, answer

@@ -1,4 +1,5 @@
-"""Generation on a chat model: one call per pair, each given one documentation snippet; and the optional
+"""Generation on a chat model: one call per pair, each given one passage of the docs and the fact (or,
+where the passage states none that the extractive reader finds, the angle) to ask about; and the optional
 synthesis pass, in which a stronger model rewrites batches of raw pairs without adding facts.
 
 ``prompt_config`` (domain, persona, doc_label) shapes both prompts.
@@ -10,14 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import BaseModel, Field
 
+from bcomc_dagster.datagen.coordinator import PairRequest
 from bcomc_dagster.datagen.schema import QAPair
-from bcomc_dagster.datagen.snippets import Snippet
 from bcomc_dagster.llm.base import ChatRequest, LLMError, Message, PermanentLLMError
 from bcomc_dagster.llm.client import LLMClient
 from bcomc_dagster.llm.cost import BudgetExceeded
 from bcomc_dagster.llm.structured import ask_structured, schema_of
 
-# one style per variant, so that each call for the same snippet asks for another kind of question
+# one style per variant, so that each call on the same passage and fact asks another kind of question
 STYLES = (
     "a direct question",
     "a question as someone would type it in a hurry",
@@ -28,18 +29,26 @@ STYLES = (
     "a question from someone new to the service",
     "a question while troubleshooting",
 )
+# what to ask about, per variant, in a passage that names no fact to ask about
+ANGLES = (
+    "the main fact the passage states",
+    "a number, limit or default the passage gives",
+    "a name, tool or setting the passage mentions",
+    "how or when to use what the passage describes",
+    "what happens in the case the passage describes",
+)
 
 
 class PairOut(BaseModel):
     question: str = Field(min_length=10, max_length=500, description="The question, as the persona would ask it.")
-    answer: str = Field(min_length=1, max_length=1000, description="One sentence that names the service and states the fact.")
+    answer: str = Field(min_length=1, max_length=1000, description="One sentence that names the service and states the answer.")
 
 
 class BatchOut(BaseModel):
     pairs: list[PairOut] = Field(description="The rewritten pairs, as many as given and in the same order.")
 
 
-PAIR = schema_of(PairOut, "qa_pair", "Record one question-and-answer pair grounded in the snippet.")
+PAIR = schema_of(PairOut, "qa_pair", "Record one question-and-answer pair grounded in the passage.")
 BATCH = schema_of(BatchOut, "qa_pairs", "Record the rewritten question-and-answer pairs, in the given order.")
 
 
@@ -48,32 +57,40 @@ def _context(prompt_config: dict | None) -> tuple[str, str, str]:
     return pc.get("domain") or "a software product", pc.get("persona") or "a user", pc.get("doc_label") or "documentation"
 
 
-def pair_request(snippet: Snippet, variant: int, prompt_config: dict | None = None, temperature: float = 0.7) -> ChatRequest:
-    """The generator's prompt for one pair: one snippet, one style of question per variant."""
+def pair_request(request: PairRequest, prompt_config: dict | None = None, temperature: float = 0.7) -> ChatRequest:
+    """The generator's prompt for one pair: one passage, the fact or angle to ask about, and one style of
+    question per variant."""
     domain, persona, label = _context(prompt_config)
+    g, variant = request.grounding, request.variant
     system = (
         f"You write training data for an assistant that answers questions about {domain}. "
-        f"Write one question that {persona} would ask, and its answer, using only the {label} snippet given. "
-        "The answer must be fully supported by the snippet: no fact, number or name that the snippet does not "
+        f"Write one question that {persona} would ask, and its answer, using only the {label} passage given. "
+        "The answer must be fully supported by the passage: no fact, number or name that the passage does not "
         "state. Answer in one sentence that names the service."
     )
+    focus = (
+        f"{g.fact.attribute}: {g.fact.value} (the passage states: \"{g.fact.text}\")" if g.fact
+        else ANGLES[variant % len(ANGLES)]
+    )  # fmt: skip
     user = (
-        f"Service: {snippet.title}\n{label.capitalize()} snippet: {snippet.text}\n"
-        f"Write {STYLES[variant % len(STYLES)]} (variation {variant + 1})."
+        f"Service: {g.passage.title}\n{label.capitalize()} passage ({g.passage.path}):\n\"\"\"\n{g.passage.text}\n\"\"\"\n"
+        f"Ask about: {focus}\nWrite {STYLES[variant % len(STYLES)]} (variation {variant + 1})."
     )
     return ChatRequest(system=system, messages=[Message(role="user", content=user)], max_tokens=300,
                        temperature=temperature, schema=PAIR)  # fmt: skip
 
 
 class LLMWorker:
-    """A generator worker on a chat model: one call, one pair, one snippet."""
+    """A generator worker on a chat model: one call, one pair, one passage."""
+
+    needs_facts = False
 
     def __init__(self, client: LLMClient, temperature: float = 0.7):
         self.client, self.temperature = client, temperature
         self.name = client.label
 
-    def generate(self, snippet: Snippet, variant: int, prompt_config: dict | None = None) -> tuple[str, str]:
-        req = pair_request(snippet, variant, prompt_config, self.temperature)
+    def generate(self, request: PairRequest, prompt_config: dict | None = None) -> tuple[str, str]:
+        req = pair_request(request, prompt_config, self.temperature)
         pair, _ = ask_structured(self.client, req, PairOut.model_validate, retries=1)
         return pair.question.strip(), pair.answer.strip()
 
@@ -89,18 +106,19 @@ def synthesize(
     client: LLMClient, pairs: list[QAPair], prompt_config: dict | None = None, batch_size: int = 10, concurrency: int = 4
 ) -> SynthesisResult:
     """Rewrite pairs in batches for clarity and variety; a batch whose answer stays invalid keeps its raw
-    pairs (and is reported). Facts stay those of each pair's snippet: the quality filters check it again."""
+    pairs (and is reported). Facts stay those of each pair's passage: the quality filters check it again."""
     domain, persona, label = _context(prompt_config)
     system = (
         f"You improve training data for an assistant about {domain}. Rewrite each question so that it reads as "
         f"{persona} would ask it, and each answer as one clear sentence. Keep every fact exactly as its {label} "
-        "snippet states it; add nothing. Return as many pairs as given, in the same order."
+        "passage states it; add nothing. Return as many pairs as given, in the same order."
     )
     batches = [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
 
     def one(batch: list[QAPair]) -> list[QAPair] | str:
         lines = "\n".join(
-            f"{k + 1}. snippet: {p.provenance.snippet}\n   question: {p.question}\n   answer: {p.answer}" for k, p in enumerate(batch)
+            f"{k + 1}. passage: {' '.join(p.provenance.snippet.split())}\n   question: {p.question}\n   answer: {p.answer}"
+            for k, p in enumerate(batch)
         )
 
         def parse(data: dict) -> list[PairOut]:

@@ -36,7 +36,7 @@ class QualityConfig(BaseModel):
     min_answer_chars: int = Field(1, ge=1, description="Shortest answer kept.")
     max_answer_chars: int = Field(2000, ge=1, description="Longest answer kept.")
     near_duplicate_threshold: float = Field(
-        92, ge=50, le=100, description="rapidfuzz ratio (0-100) of normalised questions at or above which two pairs of one service are near duplicates."
+        92, ge=50, le=100, description="rapidfuzz ratio (0-100) of normalised questions at or above which two pairs of one passage are near duplicates."
     )
     decontamination_ngram: int = Field(3, ge=1, le=13, description="Word n-gram size for eval-overlap checks.")
     decontamination_threshold: float = Field(
@@ -46,11 +46,11 @@ class QualityConfig(BaseModel):
         "drop", description="'drop' contaminated pairs, or 'fail': keep them so the blocking check stops the iteration."
     )
     grounding: Literal["overlap", "judge", "off"] = Field(
-        "overlap", description="How answers are checked against their snippet: content-word overlap, or the judge "
-        "model (judge_backend / judge_model) deciding whether the snippet supports the answer.",
+        "overlap", description="How answers are checked against their passage: content-word overlap, or the judge "
+        "model (judge_backend / judge_model) deciding whether the passage supports the answer.",
     )
     min_grounding_overlap: float = Field(
-        0.8, ge=0, le=1, description="Share of an answer's content words found in its snippet (and service name)."
+        0.8, ge=0, le=1, description="Share of an answer's content words found in its passage (and service name)."
     )
 
     @model_validator(mode="after")
@@ -110,15 +110,15 @@ def invalid_reason(pair: QAPair, cfg: QualityConfig) -> str | None:
         if len(w) >= 8 and len(set(w)) < 0.3 * len(w):
             return f"{field} repeats itself ({len(set(w))} distinct of {len(w)} words)"
     if not pair.provenance.snippet.strip():
-        return "provenance has no snippet"
+        return "provenance has no passage"
     return None
 
 
 # -- grounding ------------------------------------------------------------------------------------
-def grounding(answer: str, snippet: str, context: Iterable[str] = ()) -> tuple[float, list[str]]:
-    """Share of the answer's content words found in the snippet (or the service's names), and the
-    words that were not. Any number or identifier missing from the snippet makes the share 0."""
-    source = set(words(snippet)) | {w for c in context for w in words(c)}
+def grounding(answer: str, passage: str, context: Iterable[str] = ()) -> tuple[float, list[str]]:
+    """Share of the answer's content words found in the passage (or the service's names), and the
+    words that were not. Any number or identifier missing from the passage makes the share 0."""
+    source = set(words(passage)) | {w for c in context for w in words(c)}
     content = [w for w in words(answer) if w not in STOPWORDS]
     if not content:
         return 0.0, []
@@ -168,9 +168,9 @@ def filter_pairs(
     kept: list[QAPair] = []
     dropped: list[Drop] = []
     seen_ids = {r.id for r in previous}
-    by_service: dict[str, list[str]] = {}
+    by_passage: dict[tuple[str, str], list[str]] = {}  # near duplicates are looked for among pairs of one passage
     for r in previous:
-        by_service.setdefault(r.service, []).append(normalise(r.question))
+        by_passage.setdefault(_scope(r), []).append(normalise(r.question))
 
     def drop(p: QAPair, reason: str, detail: str) -> None:
         dropped.append(Drop(id=p.id, service=p.service, question=p.question, reason=reason, detail=detail))
@@ -182,7 +182,7 @@ def filter_pairs(
         if cfg.grounding == "overlap":
             share, missing = grounding(p.answer, p.provenance.snippet, [p.service, *names.get(p.service, [])])
             if share < cfg.min_grounding_overlap:
-                drop(p, "ungrounded", f"{share:.0%} of the answer's words are in its snippet; not found: {missing[:8]}")
+                drop(p, "ungrounded", f"{share:.0%} of the answer's words are in its passage; not found: {missing[:8]}")
                 continue
         elif cfg.grounding == "judge":
             supported, reason = (judged or {}).get(p.id, (False, "the judge gave no verdict on this pair"))
@@ -196,7 +196,7 @@ def filter_pairs(
             drop(p, "duplicate", "same service, question and answer as an earlier pair")
             continue
         q = normalise(p.question)
-        earlier = by_service.setdefault(p.service, [])
+        earlier = by_passage.setdefault(_scope(p), [])
         near = process.extractOne(q, earlier, scorer=fuzz.ratio, score_cutoff=cfg.near_duplicate_threshold) if earlier else None
         if near is not None:
             drop(p, "near_duplicate", f"{near[1]:.0f}% like {near[0]!r}")
@@ -205,6 +205,11 @@ def filter_pairs(
         earlier.append(q)
         kept.append(p)
     return FilterResult(kept=kept, dropped=dropped)
+
+
+def _scope(p: QAPair) -> tuple[str, str]:
+    """Where near duplicates are looked for: the pair's passage (rows of older datasets: its service)."""
+    return p.service, p.provenance.passage or ""
 
 
 def contaminated(rows: list[QAPair], evals: EvalIndex) -> list[dict]:

@@ -97,6 +97,8 @@ def failure_analysis(context: dg.AssetExecutionContext, artifacts: ArtifactStore
             "datagen_services": dg.MetadataValue.json(a.datagen_services),
             "priority_services": dg.MetadataValue.json(a.priority_services),
             "datagen_count": a.datagen_count,
+            "rehearsal_services": dg.MetadataValue.json(a.rehearsal_services),
+            "rehearsal_count": a.rehearsal_count,
             "trend_analysis": dg.MetadataValue.json(a.trend_analysis),
             "analyzer": a.analyzer,
             "analyzer_attempts": a.attempts,
@@ -216,8 +218,11 @@ def eval_report(context: dg.AssetExecutionContext, artifacts: ArtifactStoreResou
     store = artifacts.store()
     r = stages.reevaluate(store, campaign, i, context.log.info)
     context.log.info(f"iteration {i}: pass rate {r.pass_rate:.1f}% (delta {r.improvement_delta:+.1f})")
+    gate = stages.read_promotion(store, campaign, i)
+    promotion = {"promoted": gate.promoted, "promotion": gate.reason} if gate else {}
     return dg.MaterializeResult(
-        metadata={**report_metadata(r), "iteration": i, **cost_metadata(store, campaign, i, "eval"), **progress_plots(store, campaign, i)}
+        metadata={**report_metadata(r), "iteration": i, **promotion, **cost_metadata(store, campaign, i, "eval"),
+                  **progress_plots(store, campaign, i)}  # fmt: skip
     )
 
 

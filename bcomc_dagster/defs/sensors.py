@@ -66,7 +66,7 @@ def evaluate_tick(
             continue
         try:
             pass_rate = rec.asset_materialization.metadata["pass_rate"].value if rec else stages.read_report(store, campaign, i).pass_rate
-            decision = stages.next_decision(store, campaign, i, pass_rate)
+            decision = stages.next_decision(store, campaign, i)
         except BcomcError as e:
             context.log.error(f"campaign {campaign}: cannot decide after iteration {i}: {e}")
             continue

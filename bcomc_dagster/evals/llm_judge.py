@@ -55,14 +55,14 @@ class LLMJudge:
 
 
 class SupportOut(BaseModel):
-    supported: bool = Field(description="True when the snippet states every fact, number and name of the answer.")
+    supported: bool = Field(description="True when the passage states every fact, number and name of the answer.")
     reason: str = Field(min_length=1, description="One sentence: what is or is not supported.")
 
 
-SUPPORT = schema_of(SupportOut, "grounding", "Record whether the snippet supports the answer.")
+SUPPORT = schema_of(SupportOut, "grounding", "Record whether the passage supports the answer.")
 SUPPORT_SYSTEM = (
-    "You check training data. Say whether the answer is fully supported by the documentation snippet: every fact, "
-    "number and name in the answer must be stated in the snippet (or be the service's name). Paraphrase is fine."
+    "You check training data. Say whether the answer is fully supported by the documentation passage: every fact, "
+    "number and name in the answer must be stated in the passage (or be the service's name). Paraphrase is fine."
 )
 
 
@@ -72,7 +72,7 @@ def grounding_verdicts(client: LLMClient, pairs: list, concurrency: int = 8, ret
     from concurrent.futures import ThreadPoolExecutor
 
     def one(p) -> tuple[str, tuple[bool, str]]:
-        user = f"Service: {p.service}\nSnippet: {p.provenance.snippet}\nQuestion: {p.question}\nAnswer: {p.answer}"
+        user = f"Service: {p.service}\nPassage:\n\"\"\"\n{p.provenance.snippet}\n\"\"\"\nQuestion: {p.question}\nAnswer: {p.answer}"
         req = ChatRequest(system=SUPPORT_SYSTEM, messages=[Message(role="user", content=user)], max_tokens=200, schema=SUPPORT)
         try:
             v, _ = ask_structured(client, req, SupportOut.model_validate, retries)

@@ -3,7 +3,7 @@
 A suite is a folder::
 
     suite.json          {"name", "description", "domain"}
-    docs/<service>.md   one documentation file per service
+    docs/<service>.md   one documentation file per service: Markdown (.md), plain text (.txt) or HTML (.html)
     questions.jsonl     {"id", "service", "question", "reference", "aliases"} one per line
 
 Built-in suites live in ``bcomc_dagster/suites``; any other folder can be named by path.
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bcomc_dagster.datagen.passages import DOC_KINDS
 from bcomc_dagster.errors import InputError
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "suites"
@@ -47,12 +48,16 @@ class Suite(BaseModel):
     description: str = ""
     domain: str = ""
     path: Path
-    docs: dict[str, str]
+    docs: dict[str, str]  # service -> the doc's text as written
+    doc_files: dict[str, str] = {}  # service -> its file, relative to the suite (docs/<service>.<ext>)
     questions: tuple[Question, ...]
 
     @property
     def services(self) -> list[str]:
         return sorted(self.docs)
+
+    def doc_file(self, service: str) -> str:
+        return self.doc_files.get(service, f"docs/{service}.md")
 
     def held_out(self, fraction: float, seed: int = 0) -> frozenset[str]:
         """Ids of the questions kept from the analyzer: ``fraction`` of each service's questions (at least
@@ -115,6 +120,23 @@ def read_text(path: Path, root: Path) -> str:
         raise InputError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
 
 
+def _read_docs(docs_dir: Path, root: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Each service's doc text and file; one file per service, in a format the passage splitter reads."""
+    docs: dict[str, str] = {}
+    files: dict[str, str] = {}
+    kinds = ", ".join(DOC_KINDS)
+    for p in sorted(x for x in docs_dir.iterdir() if not x.name.startswith(".")):
+        if p.suffix.lower() not in DOC_KINDS:
+            raise InputError(f"{p}: not a documentation format this project reads; expected one of {kinds}")
+        if p.stem in files:
+            raise InputError(f"{p}: service {p.stem!r} already has {root / files[p.stem]}; keep one doc per service")
+        docs[p.stem], files[p.stem] = read_text(p, root), f"docs/{p.name}"
+    empty = [files[s] for s, text in docs.items() if not text.strip()]
+    if not docs or empty:
+        raise InputError(f"{docs_dir}: expected one non-empty doc per service ({kinds}); empty or none: {empty or 'none'}")
+    return docs, files
+
+
 def load_suite(name_or_path: str) -> Suite:
     """Load and validate a suite; every problem names the file (and line) it is in."""
     root = resolve_suite_path(name_or_path)
@@ -131,10 +153,7 @@ def load_suite(name_or_path: str) -> Suite:
     docs_dir = root / "docs"
     if not docs_dir.is_dir():
         raise InputError(f"{docs_dir}: missing; a suite needs one documentation file per service")
-    docs = {p.stem: read_text(p, root) for p in sorted(docs_dir.glob("*.md"))}
-    empty = [s for s, text in docs.items() if not text.strip()]
-    if not docs or empty:
-        raise InputError(f"{docs_dir}: expected non-empty <service>.md files; empty or none: {empty or 'none'}")
+    docs, doc_files = _read_docs(docs_dir, root)
 
     questions_file = root / "questions.jsonl"
     if not questions_file.is_file():
@@ -150,7 +169,7 @@ def load_suite(name_or_path: str) -> Suite:
             fields = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'line'}: {err['msg']}" for err in e.errors())
             raise InputError(f"{where}: {fields}") from e
         if q.service not in docs:
-            raise InputError(f"{where}: service {q.service!r} has no documentation file docs/{q.service}.md")
+            raise InputError(f"{where}: service {q.service!r} has no documentation file docs/{q.service}.<{'|'.join(x[1:] for x in DOC_KINDS)}>")
         questions.append(q)
     if not questions:
         raise InputError(f"{questions_file}: no questions")
@@ -164,5 +183,6 @@ def load_suite(name_or_path: str) -> Suite:
         domain=meta.domain,
         path=root,
         docs=docs,
+        doc_files=doc_files,
         questions=tuple(questions),
     )

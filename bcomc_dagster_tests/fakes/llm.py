@@ -63,8 +63,13 @@ class FakeLLM:
     def think(self, tool: str | None, system: str, user: str) -> dict | str:
         if tool == "qa_pair":
             service = re.search(r"^Service: (.+)$", user, re.M).group(1)
-            attr, value = re.search(r"snippet: [-*]\s+(?:\*\*)?([^:*]+?)(?:\*\*)?:\s*(.+)$", user, re.M).groups()
             n = int(re.search(r"variation (\d+)", user).group(1))
+            focus = re.search(r"^Ask about: ([^:\n]+): (.+?) \(the passage states", user, re.M)
+            if focus is None:  # a passage with no named fact: ask what it says, answer with its first sentence
+                angle = re.search(r"^Ask about: (.+)$", user, re.M).group(1)
+                text = re.search(r'passage \(.+?\):\n"""\n(.+?)\n"""', user, re.S).group(1)
+                return {"question": f"About {service}, what is {angle} (case {n})?", "answer": text.split(". ")[0].rstrip(".") + "."}
+            attr, value = focus.groups()
             q = QUESTIONS[(n - 1) % len(QUESTIONS)].format(a=attr.lower(), s=service)
             if n > len(QUESTIONS):
                 q = f"{q[:-1]} (case {n})?"
@@ -92,12 +97,12 @@ class FakeLLM:
             ok = any(f" {norm(a)} " in f" {said} " for a in accepted)
             return {"pass": ok, "reason": "states the reference" if ok else "does not state the reference"}
         if tool == "grounding":
-            snippet = re.search(r"^Snippet: (.+)$", user, re.M).group(1)
+            passage = re.search(r'^Passage:\n"""\n(.+?)\n"""$', user, re.M | re.S).group(1)
             answer = re.search(r"^Answer: (.+)$", user, re.M).group(1)
-            value = snippet.split(":", 1)[1]
-            unstated = [n for n in re.findall(r"\d+", answer) if n not in snippet]
-            ok = norm(value) in norm(answer) and not unstated
-            return {"supported": ok, "reason": "the snippet states it" if ok else f"not in the snippet: {unstated or value}"}
+            value = answer.rstrip(".").split(" is ", 1)[1] if " is " in answer else ""  # "The <attr> of <svc> is <value>."
+            unstated = [n for n in re.findall(r"\d+", answer) if n not in passage]
+            ok = (not value or f" {norm(value)} " in f" {norm(passage)} ") and not unstated
+            return {"supported": ok, "reason": "the passage states it" if ok else f"not in the passage: {unstated or value}"}
         return "Hello from the fake model."
 
     def malformed(self, tool: str | None) -> dict | str:
