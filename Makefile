@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export BCOMC_HOME ?= $(CURDIR)/.bcomc
 export DAGSTER_HOME ?= $(BCOMC_HOME)/dagster
 
-.PHONY: install install-gpu browser services demo demo-real test test-fast test-paid dev clean
+.PHONY: demo-prose install install-gpu browser services demo demo-real test test-fast test-paid dev clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,6 +44,9 @@ demo: install
 
 demo-real: install  # the same loop on a pretrained base: SmolLM2-135M-Instruct
 	$(VENV)/bin/bcomc demo --model smollm2-135m
+
+demo-prose: install  # the same loop on docs written as prose (Markdown, plain text, HTML)
+	$(VENV)/bin/bcomc demo --suite prose
 
 # PostgreSQL and RabbitMQ on loopback for the production tests: started when installed and not running
 services:

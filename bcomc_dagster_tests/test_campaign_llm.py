@@ -27,7 +27,7 @@ def test_campaign_on_model_providers_tracks_cost_and_skipped_services(tmp_path, 
     fake.poison["Service: Cindervault"] = "error500"  # every generation call for this service fails
     with serve(fake.app()) as url, dg.instance_for_test() as instance:
         cfg = parse_config({
-            "target_pass_rate": 40, "max_iterations": 3, "judge": "llm", "judge_backend": "openai", "judge_model": "judge-7b",
+            "target_pass_rate": 40, "max_iterations": 3, "serving": {"promote": "always"}, "judge": "llm", "judge_backend": "openai", "judge_model": "judge-7b",
             "analyzer_backend": "anthropic", "analyzer_model": "claude-3-5-sonnet", "budget_usd": 5,
             "datagen": {"generator_backend": "bedrock", "generator_model": "claude-3-5-haiku", "examples_per_service": 40,
                         "synthesizer_enabled": True, "synthesizer_backend": "anthropic",

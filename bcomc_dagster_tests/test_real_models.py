@@ -76,7 +76,8 @@ def test_an_ollama_tag_is_evaluated_as_served_trained_on_its_gguf_and_recreated(
         cfg = parse_config({
             "model_name": "smollm2:135m", "model_backend": "ollama", "eval_suite": str(suite), "target_pass_rate": 100,
             "max_iterations": 1, "datagen": {"examples_per_service": 10, "max_services": 2, "min_services": 1},
-            "finetune": {"epochs": 3, "learning_rate": 1e-3}, "serving": {"base_url": url, "max_tokens": 24},
+            "finetune": {"epochs": 3, "learning_rate": 1e-3},
+            "serving": {"base_url": url, "max_tokens": 24, "promote": "always"},  # the created model is the subject here
         })  # fmt: skip
         driver.launch(instance, defs, store, cfg, "tag")
         outcome = driver.drive(instance, defs, store, "tag", out=lambda s: None)
