@@ -54,6 +54,11 @@ def test_markdown_passages_keep_their_nested_heading_path():
     assert ps[1].render().startswith("Marrow Queue > Delivery\n\n") and ps[3].id == "docs/marrow-queue.md#3"
 
 
+def test_a_second_top_level_heading_is_a_section_not_a_new_title():
+    ps = split("x", "# Guide\n\nIntro.\n\n# Appendix\n\nMore.\n\n## Limits\n\nThe zone limit is 5.\n")
+    assert [p.path for p in ps] == ["Guide", "Guide > Appendix", "Guide > Appendix > Limits"]
+
+
 def test_every_passage_is_within_its_budget():
     long = "# Big\n\n" + "\n\n".join(
         f"## Part {k}\n\n" + " ".join(f"The setting number {k}.{j} of Big is {j} units." for j in range(40)) for k in range(5)

@@ -84,7 +84,7 @@ def _parser() -> MarkdownIt:
 
 
 def _markdown_sections(markdown: str) -> list[tuple[tuple[str, ...], str]]:
-    """(heading path below the title, body) for each section, in order; the h1 is the title."""
+    """(heading path below the title, body) for each section, in order; the first h1 is the title."""
     lines = markdown.splitlines()
     heads = []  # (first line, last line + 1, level, text)
     tokens = _parser().parse(markdown)
@@ -94,12 +94,14 @@ def _markdown_sections(markdown: str) -> list[tuple[tuple[str, ...], str]]:
     out: list[tuple[tuple[str, ...], str]] = []
     stack: list[tuple[int, str]] = []
     starts = [(0, 0, 0, "")] + heads  # the text before the first heading has an empty path
+    title_seen = False
     for n, (_, body_from, level, text) in enumerate(starts):
         if n:
             while stack and stack[-1][0] >= level:
                 stack.pop()
-            if level > 1:
+            if level > 1 or title_seen:  # the first top-level heading is the title; a later one is a section
                 stack.append((level, text))
+            title_seen = title_seen or level == 1
         body_to = heads[n][0] if n < len(heads) else len(lines)
         body = "\n".join(lines[body_from:body_to]).strip()
         if body:
