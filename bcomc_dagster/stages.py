@@ -426,8 +426,9 @@ def reevaluate(store: ArtifactStore, campaign: str, iteration: int, log: Log = _
         restored = None
         if cfg.serving.rollback_on_failure:
             try:
-                restored = serve_iteration(store, cfg, campaign, iteration - 1).served_model
-                log(f"re-eval failed; rolled back to iteration {iteration - 1} ({restored})")
+                back = live_iteration(store, campaign, iteration - 1)  # the live model, not a rejected checkpoint
+                restored = serve_iteration(store, cfg, campaign, back).served_model
+                log(f"re-eval failed; rolled back to iteration {back} ({restored})")
             except BcomcError as rollback_error:
                 log(f"re-eval failed and the rollback failed too: {rollback_error}")
         record_failure(store, campaign, iteration, "re-eval", e, restored)

@@ -105,3 +105,18 @@ def test_effectiveness_compares_each_checkpoint_with_the_live_model():
     assert [(r.iteration, r.service) for r in eff.live_regressions] == [(1, "c")]  # 50 -> 25, promoted
     assert "loses more than 10 points in a promoted checkpoint): missed, 1 times." in md
     assert "checkpoint): met." in effectiveness("c", 80, reports, {}, {}, promoted={1: False, 2: False}).markdown()
+
+
+def test_the_live_iteration_skips_rejected_checkpoints(tmp_path):
+    from bcomc_dagster import stages
+    from bcomc_dagster.artifacts import ArtifactStore
+    from bcomc_dagster.loop import gate
+
+    store = ArtifactStore(tmp_path)
+    reports = {0: report({"a": 0}), 1: report({"a": 2}), 2: report({"a": 1}), 3: report({"a": 3})}
+    for i, r in reports.items():
+        store.write_json("c", i, stages.REPORT, r)
+    store.write_json("c", 2, stages.PROMOTION, gate(2, reports[2], 1, reports[1], "if_better", 10))  # rejected
+    assert [stages.live_iteration(store, "c", i) for i in range(4)] == [0, 1, 1, 3]  # 3: no record, from before the gate
+    store.write_json("c", 3, stages.PROMOTION, gate(3, reports[3], 1, reports[1], "if_better", 10))
+    assert stages.read_promotion(store, "c", 3).promoted and stages.live_iteration(store, "c", 3) == 3
