@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export BCOMC_HOME ?= $(CURDIR)/.bcomc
 export DAGSTER_HOME ?= $(BCOMC_HOME)/dagster
 
-.PHONY: demo-prose install install-gpu browser services demo demo-real test test-fast test-paid dev clean
+.PHONY: lint demo-prose install install-gpu browser services demo demo-real test test-fast test-paid dev clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -57,7 +57,13 @@ services:
 		rabbitmq-server -detached && for i in $$(seq 60); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 1; done; } || \
 		{ echo "start RabbitMQ on 127.0.0.1:5672 for the Celery test"; exit 1; }
 
-test: install browser services
+# ruff (format and lint, lines of at most 110 columns) and mypy, strict on bcomc_dagster/ (pyproject.toml)
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: install browser services lint
 	$(VENV)/bin/pytest -q -m "not paid"
 
 test-fast: install

@@ -1,18 +1,48 @@
-"""Artifacts addressed by ``{campaign}/{iteration}/{name}`` under one root (local directory).
+"""Artifacts addressed by ``{campaign}/{iteration}/{name}`` under one root (local directory): their names,
+and a typed reader for each.
 
 Writes are atomic (write to a temporary name, then rename), so no reader sees half a file. Campaign and
-artifact names are validated so that no key escapes the root.
+artifact names are validated so that no key escapes the root. A reader of an artifact that must exist
+fails with PredecessorMissing, naming it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
+from typing import Any
 
+from pydantic import BaseModel
+
+from bcomc_dagster.analysis.analyzer import Analysis
+from bcomc_dagster.config import CampaignConfig, parse_config
+from bcomc_dagster.datagen import dataset
+from bcomc_dagster.datagen.schema import QAPair
 from bcomc_dagster.errors import InputError, PredecessorMissing
+from bcomc_dagster.evals.report import EvalReport
+from bcomc_dagster.files import atomic_write
+from bcomc_dagster.loop import Outcome, Promotion
+from bcomc_dagster.serving.deployer import Deployment
+from bcomc_dagster.training.manifest import Manifest, read_manifest
+
+# the campaign's own files
+CONFIG = "campaign.json"
+OUTCOME = "outcome.json"
+EFFECTIVENESS = "effectiveness.json"
+EFFECTIVENESS_MD = "effectiveness.md"
+# each iteration's files (iteration 0: the baseline's report and deployment)
+REPORT = "eval_report.json"
+ANALYSIS = "failure_analysis.json"
+GENERATED = "generated_examples.jsonl"
+GENERATION = "generation.json"
+DATASET = "training_dataset.jsonl"
+QUALITY = "dataset_quality.json"
+CARD = "dataset_card.md"
+CHECKPOINT = "checkpoint"
+DEPLOYMENT = "deployment.json"
+PROMOTION = "promotion.json"
+FAILURE = "failure.json"
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # whole names only: fullmatch, never match
 
@@ -64,20 +94,17 @@ class ArtifactStore:
         return self.root / "models"
 
     def write_bytes(self, campaign: str, iteration: int | None, name: str, data: bytes) -> Path:
-        target = self.path(campaign, iteration, name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-        return target
+        return atomic_write(self.path(campaign, iteration, name), data)
 
     def write_text(self, campaign: str, iteration: int | None, name: str, text: str) -> Path:
         return self.write_bytes(campaign, iteration, name, text.encode())
 
-    def write_json(self, campaign: str, iteration: int | None, name: str, data) -> Path:
-        text = data.model_dump_json(indent=2) if hasattr(data, "model_dump_json") else json.dumps(data, indent=2)
+    def write_json(self, campaign: str, iteration: int | None, name: str, data: BaseModel | dict[str, Any]) -> Path:
+        text = data.model_dump_json(indent=2) if isinstance(data, BaseModel) else json.dumps(data, indent=2)
         return self.write_text(campaign, iteration, name, text)
+
+    def has(self, campaign: str, iteration: int | None, name: str) -> bool:
+        return self.path(campaign, iteration, name).exists()
 
     def require(self, campaign: str, iteration: int | None, name: str, what: str) -> Path:
         """The path of an artifact that must exist; PredecessorMissing names it otherwise."""
@@ -89,5 +116,44 @@ class ArtifactStore:
             )
         return p
 
-    def read_json(self, campaign: str, iteration: int | None, name: str, what: str) -> dict:
-        return json.loads(self.require(campaign, iteration, name, what).read_text())
+    def read_json(self, campaign: str, iteration: int | None, name: str, what: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.require(campaign, iteration, name, what).read_text())
+        return data
+
+    # -- typed readers -----------------------------------------------------------------------------
+    def config(self, campaign: str) -> CampaignConfig:
+        """The config the campaign was launched with."""
+        path = self.require(campaign, None, CONFIG, "the launch config")
+        return parse_config(path.read_text(), source=str(path))
+
+    def report(self, campaign: str, iteration: int) -> EvalReport:
+        what = "the baseline eval report" if iteration == 0 else "the eval report"
+        return EvalReport.model_validate(self.read_json(campaign, iteration, REPORT, what))
+
+    def analysis(self, campaign: str, iteration: int) -> Analysis:
+        return Analysis.model_validate(self.read_json(campaign, iteration, ANALYSIS, "the failure analysis"))
+
+    def dataset(self, campaign: str, iteration: int) -> list[QAPair]:
+        """The cumulative training dataset of ``iteration`` (none before iteration 1)."""
+        if iteration < 1:
+            return []
+        return dataset.read_jsonl(self.require(campaign, iteration, DATASET, "the training dataset"))
+
+    def checkpoint(self, campaign: str, iteration: int) -> Path:
+        return self.require(campaign, iteration, CHECKPOINT, "the checkpoint")
+
+    def manifest(self, campaign: str, iteration: int) -> Manifest:
+        return read_manifest(self.checkpoint(campaign, iteration))
+
+    def deployment(self, campaign: str, iteration: int) -> Deployment:
+        return Deployment.model_validate(self.read_json(campaign, iteration, DEPLOYMENT, "the deployment"))
+
+    def promotion(self, campaign: str, iteration: int) -> Promotion | None:
+        """The promotion gate's record of ``iteration``, if its checkpoint went through the gate."""
+        path = self.path(campaign, iteration, PROMOTION)
+        return Promotion.model_validate_json(path.read_text()) if path.exists() else None
+
+    def outcome(self, campaign: str) -> Outcome | None:
+        """How the campaign ended (or stands, while it waits), once its outcome was recorded."""
+        path = self.path(campaign, None, OUTCOME)
+        return Outcome.model_validate_json(path.read_text()) if path.exists() else None

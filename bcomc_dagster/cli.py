@@ -13,10 +13,19 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
+from bcomc_dagster import campaign_state
+from bcomc_dagster.artifacts import CONFIG, EFFECTIVENESS_MD
 from bcomc_dagster.config import DEMO_CONFIGS, PROSE_DEMO_CONFIG
 from bcomc_dagster.errors import BcomcError, InputError, ServingError, StageFailed
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from bcomc_dagster.artifacts import ArtifactStore
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED, EXIT_SERVING, EXIT_PROVIDER = 0, 1, 2, 3, 4, 5
 # error classes (by name: they may come from a step's serialized error) -> exit code
@@ -35,19 +44,19 @@ def exit_code(e: BcomcError) -> int:
     return CAUSES.get(type(e).__name__, EXIT_INPUT if isinstance(e, InputError) else EXIT_FAILED)
 
 
-def _ctx():
+def _ctx() -> tuple[dg.DagsterInstance, dg.Definitions, ArtifactStore]:
     import dagster as dg
 
     from bcomc_dagster import driver
     from bcomc_dagster.artifacts import ArtifactStore
-    from bcomc_dagster.defs.resources import default_home
+    from bcomc_dagster.files import home
 
     driver.ensure_dagster_home()
-    return dg.DagsterInstance.get(), driver.load_defs(), ArtifactStore(default_home())
+    return dg.DagsterInstance.get(), driver.load_defs(), ArtifactStore(home())
 
 
 @contextlib.contextmanager
-def _bars(enabled: bool):
+def _bars(enabled: bool) -> Iterator[None]:
     """Progress bars for generation, fine-tuning and eval while the loop runs here (on a terminal)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -63,11 +72,11 @@ def _bars(enabled: bool):
         yield
 
 
-def emit(args, data) -> None:
+def emit(args: argparse.Namespace, data: Any) -> None:
     print(json.dumps(data, indent=2, default=str), file=args.stdout)
 
 
-def cmd_validate(args) -> int:
+def cmd_validate(args: argparse.Namespace) -> int:
     from bcomc_dagster.config import check_base, check_docs, load_config
     from bcomc_dagster.evals.suite import load_suite
 
@@ -84,8 +93,8 @@ def cmd_validate(args) -> int:
     return EXIT_OK
 
 
-def _launch(args, config_path: Path, drive: bool, prefix: str) -> int:
-    from bcomc_dagster import driver, stages
+def _launch(args: argparse.Namespace, config_path: Path, drive: bool, prefix: str) -> int:
+    from bcomc_dagster import driver
     from bcomc_dagster.config import check_base, check_docs, load_config
     from bcomc_dagster.reports import campaign as report_page
 
@@ -118,7 +127,7 @@ def _launch(args, config_path: Path, drive: bool, prefix: str) -> int:
         print(f"\ncampaign {campaign}: {outcome.status} after {outcome.iterations} iteration(s) in {time.monotonic() - t0:.0f} s")
         print(f"  pass rate by iteration (0 = baseline): {rates}")
         print(f"  best iteration {outcome.best_iteration} ({outcome.best_pass_rate:.1f}%); cost ${outcome.cost_usd:.4f}")
-        effectiveness = store.path(campaign, None, stages.EFFECTIVENESS_MD)
+        effectiveness = store.path(campaign, None, EFFECTIVENESS_MD)
         if effectiveness.exists():
             print("\n" + effectiveness.read_text())
         print(f"  report: {html}")
@@ -127,36 +136,35 @@ def _launch(args, config_path: Path, drive: bool, prefix: str) -> int:
     return EXIT_OK if outcome.status == "target_reached" else EXIT_STOPPED
 
 
-def cmd_demo(args) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     if args.suite == "prose" and args.model != "bcomc-tiny":
         raise InputError("demo --suite prose: runs on the embedded bcomc-tiny only (drop --model)")
     config = PROSE_DEMO_CONFIG if args.suite == "prose" else DEMO_CONFIGS[args.model]
     return _launch(args, config, drive=True, prefix="demo" if args.suite == "demo" else "prose")
 
 
-def cmd_launch(args) -> int:
+def cmd_launch(args: argparse.Namespace) -> int:
     return _launch(args, Path(args.config), drive=args.drive, prefix="campaign")
 
 
-def cmd_advance(args) -> int:
-    from bcomc_dagster import driver, stages
+def cmd_advance(args: argparse.Namespace) -> int:
+    from bcomc_dagster import driver
 
     instance, defs, store = _ctx()
     with _bars(not args.json):
         decision = driver.advance(instance, defs, store, args.campaign)
-    last = stages.latest_iteration(store, args.campaign)
+    last = campaign_state.latest_iteration(store, args.campaign)
     if args.json:
         emit(args, {"campaign": args.campaign, "decision": decision.value, "iteration": last,
-                    "pass_rate": stages.read_report(store, args.campaign, last).pass_rate})  # fmt: skip
+                    "pass_rate": store.report(args.campaign, last).pass_rate})  # fmt: skip
     return EXIT_STOPPED if decision.final and decision.value != "target_reached" else EXIT_OK
 
 
-def cmd_report(args) -> int:
-    from bcomc_dagster import stages
+def cmd_report(args: argparse.Namespace) -> int:
     from bcomc_dagster.reports import campaign as report_page
 
     _, _, store = _ctx()
-    if not store.path(args.campaign, None, stages.CONFIG).exists():
+    if not store.path(args.campaign, None, CONFIG).exists():
         raise InputError(f"campaign {args.campaign!r}: no such campaign under {store.root}")
     html, md = report_page.write(store, args.campaign)
     r = report_page.collect(store, args.campaign)
@@ -168,35 +176,37 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
-def cmd_status(args) -> int:
-    from bcomc_dagster import campaign_state, costs, driver, stages
+def cmd_status(args: argparse.Namespace) -> int:
+    from bcomc_dagster import campaign_state, costs, driver
     from bcomc_dagster.defs.partitions import campaigns
 
     instance, _, store = _ctx()
     if args.campaign:
         campaign_state.require(store, args.campaign)  # an unknown campaign is an error, not "launched"
+    assert campaigns.name is not None  # named in defs/partitions.py
     names = [args.campaign] if args.campaign else instance.get_dynamic_partitions(campaigns.name)
     rows, orphans = [], []
+    row: dict[str, Any]  # one campaign's line, JSON with --json
     for c in names:
         row = {"campaign": c, "iteration": None, "pass_rate": None, "delta": None, "status": "launched",
                "cost_usd": None, "skipped": {}, "live": None, "endpoint": None, "failure": None}  # fmt: skip
-        if not store.path(c, None, stages.CONFIG).exists():
+        if not store.path(c, None, CONFIG).exists():
             row["status"] = "unknown (no artifacts here)"
             rows.append(row)
             continue
         active = driver.settle_runs(instance, store, c)  # a run whose process died is failed, not running
         row["status"] = campaign_state.state(store, c, active)
         try:
-            last = stages.latest_iteration(store, c)
-            rep = stages.read_report(store, c, last)
+            last = campaign_state.latest_iteration(store, c)
+            rep = store.report(c, last)
             row.update(iteration=last, pass_rate=rep.pass_rate, delta=rep.improvement_delta,
-                       cost_usd=costs.campaign_cost(store, c), skipped=stages.skipped_services(store, c))  # fmt: skip
+                       cost_usd=costs.campaign_cost(store, c), skipped=campaign_state.skipped_services(store, c))  # fmt: skip
         except BcomcError:
             pass
-        fail = stages.last_failure(store, c)
+        fail = campaign_state.last_failure(store, c)
         if fail and row["status"] == "failed":
             row["failure"] = f"iteration {fail.iteration} {fail.stage}: {fail.error.splitlines()[0][:200]}"
-        now = stages.live(store, c)
+        now = campaign_state.live(store, c)
         if now:
             row.update(live=f"{now.model} (it {now.iteration})", endpoint=now.endpoint)
         found = campaign_state.orphans(store, c, row["status"])
@@ -233,7 +243,7 @@ def cmd_status(args) -> int:
     return EXIT_OK
 
 
-def cmd_stop(args) -> int:
+def cmd_stop(args: argparse.Namespace) -> int:
     from bcomc_dagster import driver
 
     instance, _, store = _ctx()
@@ -246,7 +256,7 @@ def cmd_stop(args) -> int:
     return EXIT_OK
 
 
-def cmd_resume(args) -> int:
+def cmd_resume(args: argparse.Namespace) -> int:
     from bcomc_dagster import driver
 
     instance, defs, store = _ctx()
@@ -310,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     try:
         with quiet:
-            return args.func(args)
+            return cast(int, args.func(args))  # every cmd_* returns an exit code
     except BcomcError as e:
         code = exit_code(e)
         print(f"{'error' if code == EXIT_INPUT else 'failed'}: {e}", file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -14,7 +14,8 @@ from bcomc_dagster.datagen.quality import QualityConfig
 from bcomc_dagster.errors import InputError
 from bcomc_dagster.evals.suite import resolve_suite_path
 from bcomc_dagster.llm.cost import Price
-from bcomc_dagster.llm.registry import BACKENDS, EMBEDDED, ProviderSettings
+from bcomc_dagster.llm.registry import ProviderSettings, backends
+from bcomc_dagster.registries import ANALYZERS, DEPLOYERS, EMBEDDED, GENERATORS, JUDGES
 from bcomc_dagster.secrets import check_env_name, check_url, redact
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "suites" / "demo" / "campaign.json"
@@ -23,10 +24,6 @@ DEMO_CONFIGS = {"bcomc-tiny": DEMO_CONFIG, "smollm2-135m": DEMO_CONFIG.with_name
 # the same loop on documentation written as prose (Markdown, plain text, HTML), with the demo's settings
 PROSE_DEMO_CONFIG = DEMO_CONFIG.parent.parent / "prose" / "campaign.json"
 
-# where the model under training is served: "local" = a server started here (vLLM where installed, else
-# transformers serve); "vllm" = vLLM, started here or at serving.base_url; "ollama" = an Ollama server
-MODEL_BACKENDS = ("local", "vllm", "ollama")
-JUDGES = ("reference", "llm")
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
@@ -42,8 +39,8 @@ class PromptConfig(_Strict):
 
 
 def _backend(v: str) -> str:
-    if v not in BACKENDS:
-        raise ValueError(f"unknown backend {v!r}; expected one of {list(BACKENDS)}")
+    if v not in backends():
+        raise ValueError(f"unknown backend {v!r}; expected one of {backends()}")
     return v
 
 
@@ -52,7 +49,7 @@ class DatagenConfig(_Strict):
         "extractive", description="Model that writes pairs (one call per pair): 'extractive' on the embedded "
         "backend, else a model id or alias of the backend (e.g. 'claude-3-5-haiku').",
     )
-    generator_backend: str = Field("embedded", description=f"One of {list(BACKENDS)}.")
+    generator_backend: str = Field("embedded", description=f"One of {backends()}.")
     synthesizer_enabled: bool = Field(False, description="Run a synthesis pass with a stronger model.")
     synthesizer_model: str | None = Field(None, description="Model of the synthesis pass (e.g. 'claude-3-5-sonnet').")
     synthesizer_backend: str | None = Field(None, description="Backend of the synthesizer; default: the generator's.")
@@ -84,9 +81,9 @@ class DatagenConfig(_Strict):
 
     @model_validator(mode="after")
     def _models_fit_backends(self) -> DatagenConfig:
-        if self.generator_backend == EMBEDDED and self.generator_model != "extractive":
-            raise ValueError("datagen.generator_model: the embedded backend has one generator, 'extractive'")
-        if self.generator_backend != EMBEDDED and self.generator_model == "extractive":
+        if self.generator_backend == EMBEDDED and self.generator_model not in GENERATORS:
+            raise ValueError(f"datagen.generator_model: the embedded backend's generators are {GENERATORS.names()}")
+        if self.generator_backend != EMBEDDED and self.generator_model in GENERATORS:
             raise ValueError(f"datagen.generator_model: name a model of the {self.generator_backend!r} backend")
         if self.synthesizer_enabled:
             if not self.synthesizer_model:
@@ -201,6 +198,10 @@ class ServingConfig(_Strict):
         "The fine-tune shares the GPU with it, and a restart briefly runs two servers: at most 0.45 in 'restart' mode.",
     )
     eval_concurrency: int = Field(8, ge=1, le=256, description="Eval requests in flight at once.")
+    request_timeout_s: float = Field(
+        120, gt=0, description="Per-attempt timeout of a request to the served model (eval answers, deploy probes)."
+    )
+    request_retries: int = Field(3, ge=0, le=20, description="Retries of a failed request to the served model.")
     stop_at_end: bool = Field(True, description="Stop the servers this campaign started when it ends.")
 
     _url = field_validator("base_url")(classmethod(lambda cls, v: check_url(v)))
@@ -221,7 +222,7 @@ class LLMConfig(_Strict):
 
     @field_validator("providers")
     @classmethod
-    def _known_providers(cls, v: dict) -> dict:
+    def _known_providers(cls, v: dict[str, ProviderSettings]) -> dict[str, ProviderSettings]:
         for name in v:
             if name == EMBEDDED:
                 raise ValueError("'embedded' needs no settings")
@@ -235,7 +236,9 @@ class CampaignConfig(_Strict):
         "SmolLM2-135M-Instruct), a local model folder, a .gguf file, a Hugging Face Hub id (org/name), or with "
         "model_backend 'ollama' an Ollama tag (e.g. 'llama3.2:3b', evaluated as served; trained on its GGUF blob).",
     )
-    model_backend: str = Field("local", description=f"Where the model is served; one of {MODEL_BACKENDS}.")
+    model_backend: str = Field("local", description=f"Where the model is served; one of {DEPLOYERS.names()} ('local': a server started here, vLLM where installed, else "
+        "transformers serve; 'vllm': vLLM, started here or at serving.base_url; 'ollama': an Ollama server).",
+    )
     base_weights: str | None = Field(
         None, description="Ollama only: the trainable weights of model_name when its GGUF blob cannot be read here "
         "(a folder, a .gguf file or a Hub id, e.g. 'meta-llama/Llama-3.2-3B-Instruct'); the baseline still serves model_name.",
@@ -244,14 +247,16 @@ class CampaignConfig(_Strict):
     target_pass_rate: float = Field(80, gt=0, le=100, description="Stop once the pass rate (percent) reaches it.")
     max_iterations: int = Field(5, ge=1, le=100, description="Stop after this many iterations.")
     auto_advance: bool = Field(True, description="Let the sensor start the next iteration by itself.")
-    judge: str = Field("reference", description=f"Grader of answers; one of {JUDGES} ('llm': judge_backend/judge_model).")
-    judge_backend: str = Field(EMBEDDED, description=f"Backend of the LLM judge; one of {list(BACKENDS)}.")
+    judge: str = Field("reference", description=f"Grader of answers; one of {JUDGES.names()} ('llm': judge_backend/judge_model).")
+    judge_backend: str = Field(EMBEDDED, description=f"Backend of the LLM judge; one of {backends()}.")
     judge_model: str | None = Field(None, description="Model of the LLM judge.")
     judge_max_error_rate: float = Field(
         0.05, ge=0, le=1, description="Share of answers the judge may fail to grade before the eval fails."
     )
-    analyzer_backend: str = Field(EMBEDDED, description=f"One of {list(BACKENDS)}.")
-    analyzer_model: str | None = Field(None, description="Model of the analyzer when its backend is not embedded.")
+    analyzer_backend: str = Field(EMBEDDED, description=f"One of {backends()}.")
+    analyzer_model: str | None = Field(
+        None, description=f"Model of the analyzer; on the embedded backend one of {ANALYZERS.names()} (the default).",
+    )
     analyzer_retries: int = Field(2, ge=0, le=10, description="Corrections asked of the analyzer model before the fallback.")
     budget_usd: float | None = Field(
         None, gt=0, description="Campaign budget: the loop stops before an iteration that would exceed it."
@@ -269,7 +274,7 @@ class CampaignConfig(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _base_defaults(cls, data):
+    def _base_defaults(cls, data: Any) -> Any:
         """A base model's own defaults (the random-weight bcomc-tiny needs far more epochs and a higher learning
         rate than a pretrained base) under what the user wrote."""
         from bcomc_dagster.training.sources import config_defaults
@@ -296,16 +301,12 @@ class CampaignConfig(_Strict):
     @field_validator("model_backend")
     @classmethod
     def _known_model_backend(cls, v: str) -> str:
-        if v not in MODEL_BACKENDS:
-            raise ValueError(f"unknown model backend {v!r}; expected one of {list(MODEL_BACKENDS)}")
-        return v
+        return DEPLOYERS.check(v)
 
     @field_validator("judge")
     @classmethod
     def _known_judge(cls, v: str) -> str:
-        if v not in JUDGES:
-            raise ValueError(f"unknown judge {v!r}; expected one of {list(JUDGES)}")
-        return v
+        return JUDGES.check(v)
 
     _backends = field_validator("analyzer_backend", "judge_backend")(classmethod(lambda cls, v: _backend(v)))
 
@@ -313,6 +314,8 @@ class CampaignConfig(_Strict):
     def _roles_have_models(self) -> CampaignConfig:
         if self.analyzer_backend != EMBEDDED and not self.analyzer_model:
             raise ValueError(f"analyzer_model: required with analyzer_backend {self.analyzer_backend!r}")
+        if self.analyzer_backend == EMBEDDED and self.analyzer_model and self.analyzer_model not in ANALYZERS:
+            raise ValueError(f"analyzer_model: the embedded backend's analyzers are {ANALYZERS.names()}")
         if self.judge == "llm" and (self.judge_backend == EMBEDDED or not self.judge_model):
             raise ValueError("judge_backend, judge_model: the 'llm' judge needs a backend other than 'embedded' and a model")
         if self.quality.grounding == "judge" and (self.judge_backend == EMBEDDED or not self.judge_model):
@@ -380,7 +383,7 @@ class CampaignConfig(_Strict):
         return self.serving.max_tokens or (48 if self.model_name == EMBEDDED_MODEL else 256)
 
 
-def _merge(defaults: dict, data: dict) -> dict:
+def _merge(defaults: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)
     for k, v in defaults.items():
         if k not in out:
@@ -433,7 +436,7 @@ def _describe(e: ValidationError, source: str) -> str:
     return f"{source}: invalid campaign config\n" + "\n".join(lines)
 
 
-def parse_config(data: dict | str, source: str = "campaign config") -> CampaignConfig:
+def parse_config(data: dict[str, Any] | str, source: str = "campaign config") -> CampaignConfig:
     """Validate a config (a dict or JSON text); InputError names every bad field and what was expected."""
     if isinstance(data, str):
         try:

@@ -4,10 +4,14 @@ exceed ``budget_usd``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from bcomc_dagster.artifacts import ArtifactStore
 from bcomc_dagster.config import CampaignConfig
-from bcomc_dagster.llm.cost import Meter, StageCost, price_of
-from bcomc_dagster.llm.registry import EMBEDDED, resolve_model
+from bcomc_dagster.llm.cost import Meter, Price, StageCost, price_of
+from bcomc_dagster.llm.registry import resolve_model
+from bcomc_dagster.registries import EMBEDDED
 
 STAGES = ("eval", "analyze", "generate", "dataset")
 # token sizes per pair of the built-in prompts, tool-use system prompt included (benchmarks/datagen.py)
@@ -47,7 +51,18 @@ def meter(store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteration: i
     return Meter(stage, limit_usd=max(0.0, cfg.budget_usd - spent))
 
 
-def _price(cfg: CampaignConfig, backend: str, model: str | None):
+@contextmanager
+def metered(store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteration: int, stage: str) -> Iterator[Meter]:
+    """The stage's meter; what it spent is written when the stage ends, failed or not (it counts against
+    the budget either way)."""
+    m = meter(store, cfg, campaign, iteration, stage)
+    try:
+        yield m
+    finally:
+        write(store, campaign, iteration, m.cost)
+
+
+def _price(cfg: CampaignConfig, backend: str, model: str | None) -> Price | None:
     if backend == EMBEDDED or not model:
         return None
     return price_of([model, resolve_model(backend, model, cfg.llm.aliases)], cfg.llm.prices)

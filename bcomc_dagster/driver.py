@@ -14,27 +14,44 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
-from dagster._core.storage.tags import RUN_KEY_TAG
 
 from bcomc_dagster import campaign_state, stages
-from bcomc_dagster.artifacts import ArtifactStore, check_campaign_name
+from bcomc_dagster.artifacts import (
+    ANALYSIS,
+    CHECKPOINT,
+    CONFIG,
+    DATASET,
+    DEPLOYMENT,
+    FAILURE,
+    GENERATION,
+    OUTCOME,
+    REPORT,
+    ArtifactStore,
+    check_campaign_name,
+)
 from bcomc_dagster.config import CampaignConfig
 from bcomc_dagster.defs.partitions import campaigns as campaign_partitions
 from bcomc_dagster.defs.partitions import iteration_key, iterations
-from bcomc_dagster.defs.resources import default_home
 from bcomc_dagster.defs.sensors import WATCHED, evaluate_tick
 from bcomc_dagster.errors import InputError, StageFailed
-from bcomc_dagster.loop import Decision
+from bcomc_dagster.files import home
+from bcomc_dagster.loop import Decision, Outcome
 from bcomc_dagster.serving import process
+from bcomc_dagster.summary import stage_lines
+from bcomc_dagster.training.manifest import MANIFEST
 
 Print = Callable[[str], None]
-QUIET_RUN = {"loggers": {"progress": {}}}
+QUIET_RUN: dict[str, Any] = {"loggers": {"progress": {}}}
+# the tag a sensor's run request sets on its run (the daemon's sensor then skips that run key); Dagster names it
+# in a private module only, so its value is written here
+RUN_KEY_TAG = "dagster/run_key"
 PID_TAG, HOST_TAG = "bcomc/pid", "bcomc/host"  # on runs executed in a CLI process: a dead one is a failed run
 ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
@@ -53,8 +70,8 @@ def settle_runs(instance: dg.DagsterInstance, store: ArtifactStore, campaign: st
             why = f"run {run.run_id} ({run.job_name}) was interrupted: its process (pid {pid}) is gone"
             instance.report_run_failed(run, why)
             i = _iteration_of(run)
-            if run.job_name != "outcome_job" and not store.path(campaign, i, stages.REPORT).exists():
-                stages.record_failure(store, campaign, i, run.job_name, RuntimeError(why))
+            if run.job_name != "outcome_job" and not store.path(campaign, i, REPORT).exists():
+                campaign_state.record_failure(store, campaign, i, run.job_name, RuntimeError(why))
             store.write_json(campaign, None, campaign_state.INTERRUPTED, {"run_id": run.run_id, "job": run.job_name, "why": why})
             continue
         active = True
@@ -67,11 +84,11 @@ def _iteration_of(run: dg.DagsterRun) -> int:
 
 
 def ensure_dagster_home() -> Path:
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(default_home()) / "dagster")))
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists() and Path("dagster.yaml").is_file():
-        shutil.copy("dagster.yaml", home / "dagster.yaml")
-    return home
+    dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(home() / "dagster")))
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    if not (dagster_home / "dagster.yaml").exists() and Path("dagster.yaml").is_file():
+        shutil.copy("dagster.yaml", dagster_home / "dagster.yaml")
+    return dagster_home
 
 
 def load_defs() -> dg.Definitions:
@@ -90,11 +107,12 @@ def launch(
     check_campaign_name(campaign)
     cfg = cfg.resolved()
     exists = InputError(f"campaign {campaign!r} exists already; choose another --campaign name")
-    if instance.has_dynamic_partition(campaign_partitions.name, campaign) or store.path(campaign, None, stages.CONFIG).exists():
+    assert campaign_partitions.name is not None  # named in defs/partitions.py
+    if instance.has_dynamic_partition(campaign_partitions.name, campaign) or store.path(campaign, None, CONFIG).exists():
         raise exists
     try:
         instance.add_dynamic_partitions(campaign_partitions.name, [campaign])
-    except Exception as e:  # noqa: BLE001 - a launch of the same name at the same instant won the insert
+    except Exception:  # noqa: BLE001 - a launch of the same name at the same instant won the insert
         if instance.has_dynamic_partition(campaign_partitions.name, campaign):
             raise exists from None
         raise
@@ -118,32 +136,14 @@ def _latest_cursor(instance: dg.DagsterInstance) -> str:
     return json.dumps(cursor)
 
 
-def _summarise(out: Print, result: dg.ExecuteInProcessResult) -> None:
+def _summarise(out: Print, store: ArtifactStore, result: dg.ExecuteInProcessResult) -> None:
+    """A few lines per materialised asset, read from the stage's result on the store."""
     for ev in result.get_asset_materialization_events():
-        mat = ev.event_specific_data.materialization
-        md = {k: v.value for k, v in mat.metadata.items()}
-        name = mat.asset_key.to_user_string()
-        if name in ("baseline_eval", "eval_report"):
-            delta = md.get("improvement_delta")
-            split = (f"; analyzed part {md['pass_rate_analyzed']:.1f}%, held-out part {md['pass_rate_held_out']:.1f}%"
-                     if "pass_rate_held_out" in md else "")  # fmt: skip
-            out(f"  {name}: pass rate {md['pass_rate']:.1f}%" + (f" (delta {delta:+.1f})" if name == "eval_report" else "") + split)
-            out("    " + md["per_service"].replace("\n", "\n    "))
-            if "promotion" in md:
-                out(f"  promotion gate: {md['promotion']}")
-        elif name == "failure_analysis":
-            rehearse = md.get("rehearsal_services") or []
-            out(f"  failure_analysis: targets {', '.join(md['datagen_services'])}"
-                + (f"; rehearses {len(rehearse)} learned services ({md['rehearsal_count']} pairs each)" if rehearse else ""))  # fmt: skip
-        elif name == "training_dataset":
-            dropped = ", ".join(f"{k} {v}" for k, v in md["dropped_by_reason"].items() if v) or "none"
-            out(f"  training_dataset: +{md['rows_added']} rows, {md['rows_total']} in all; dropped: {dropped}")
-        elif name == "checkpoint":
-            out(f"  checkpoint: {md['steps']} steps, final loss {md['final_loss']:.3f}, {md['elapsed_s']:.0f} s")
-        elif name == "deployment":
-            out(f"  deployment: {md['served_model']} live at {md['endpoint']} ({md['mode']}, {md['elapsed_s']:.1f} s)")
-        elif name == "campaign_outcome":
-            out(f"  campaign_outcome: {md['status']}")
+        partition = ev.partition or ""
+        campaign, _, iteration = partition.partition("|")
+        assert ev.asset_key is not None  # a materialisation event names its asset
+        for line in stage_lines(store, ev.asset_key.to_user_string(), campaign, int(iteration or 0)):
+            out(line)
 
 
 def _failure(campaign: str, label: str, res: dg.ExecuteInProcessResult) -> StageFailed:
@@ -151,6 +151,7 @@ def _failure(campaign: str, label: str, res: dg.ExecuteInProcessResult) -> Stage
     for e in res.all_events:
         if e.is_step_failure:
             err = e.step_failure_data.error
+            assert err is not None  # a step failure carries its error
             cause = err.cause or err
             first = (cause.message or "").strip().splitlines()[0] if cause.message else ""
             return StageFailed(
@@ -161,7 +162,7 @@ def _failure(campaign: str, label: str, res: dg.ExecuteInProcessResult) -> Stage
 
 
 @contextmanager
-def _quiet(logger: str):
+def _quiet(logger: str) -> Iterator[None]:
     log = logging.getLogger(logger)
     level = log.level
     log.setLevel(logging.WARNING)
@@ -177,8 +178,8 @@ def _failed(store: ArtifactStore, campaign: str, label: str, res: dg.ExecuteInPr
     again), and say why."""
     err = _failure(campaign, label, res)
     i = int(label.split()[-1]) if label.startswith("iteration") else 0
-    if not store.path(campaign, i, stages.FAILURE).exists() and not store.path(campaign, i, stages.REPORT).exists():
-        stages.record_failure(store, campaign, i, label, err)
+    if not store.path(campaign, i, FAILURE).exists() and not store.path(campaign, i, REPORT).exists():
+        campaign_state.record_failure(store, campaign, i, label, err)
     campaign_state.stop_after_failure(store, campaign)
     return err
 
@@ -186,7 +187,7 @@ def _failed(store: ArtifactStore, campaign: str, label: str, res: dg.ExecuteInPr
 def drive(
     instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, campaign: str, out: Print = print,
     cursor: str | None = None, max_runs: int = 200,
-) -> stages.Outcome | None:
+) -> Outcome | None:
     """Tick the sensor and run what it asks for this campaign, until it asks for nothing more; one process
     at a time (the campaign's lock)."""
     with campaign_state.locked(store, campaign, "driving the campaign"):
@@ -198,7 +199,7 @@ def drive(
 
 
 @contextmanager
-def _stops_on_interrupt(store: ArtifactStore, campaign: str, what: str):
+def _stops_on_interrupt(store: ArtifactStore, campaign: str, what: str) -> Iterator[None]:
     """Ctrl-C (or SIGTERM turned into it) while a stage runs here: stop the campaign's servers and mark it
     interrupted, so that status says failed and resume picks it up."""
     try:
@@ -212,7 +213,7 @@ def _stops_on_interrupt(store: ArtifactStore, campaign: str, what: str):
 def _drive(
     instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, campaign: str, out: Print,
     cursor: str | None, max_runs: int,
-) -> stages.Outcome | None:
+) -> Outcome | None:
     done_keys: set[str] = set()
     t0 = time.monotonic()
     for _ in range(max_runs):
@@ -220,12 +221,13 @@ def _drive(
         with _quiet("dagster"):  # the tick's decisions are printed below, step by step
             result = evaluate_tick(ctx, store, locked_here=campaign)
         cursor = result.cursor
-        for req in result.dynamic_partitions_requests or []:
-            instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+        for part_req in result.dynamic_partitions_requests or []:
+            instance.add_dynamic_partitions(part_req.partitions_def_name, list(part_req.partition_keys))
         mine = [r for r in result.run_requests or [] if r.tags.get("campaign") == campaign and r.run_key not in done_keys]
         if not mine:
             break
         for req in mine:
+            assert req.run_key is not None and req.job_name is not None  # evaluate_tick sets both
             done_keys.add(req.run_key)
             label = f"iteration {req.partition_key.keys_by_dimension['iteration']}" if isinstance(
                 req.partition_key, dg.MultiPartitionKey) else req.job_name.removesuffix("_job")  # fmt: skip
@@ -237,12 +239,11 @@ def _drive(
                     tags={**req.tags, RUN_KEY_TAG: req.run_key, **_here()},  # the daemon's sensor then skips this run key
                     raise_on_error=False,
                 )  # fmt: skip
-            _summarise(out, res)
+            _summarise(out, store, res)
             out(f"  ({time.monotonic() - started:.0f} s)")
             if not res.success:
                 raise _failed(store, campaign, label, res)
-    outcome_path = store.path(campaign, None, stages.OUTCOME)
-    return stages.Outcome.model_validate_json(outcome_path.read_text()) if outcome_path.exists() else None
+    return store.outcome(campaign)
 
 
 def advance(instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, campaign: str, out: Print = print) -> Decision:
@@ -254,22 +255,26 @@ def advance(instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactS
             raise campaign_state.CampaignBusy(f"campaign {campaign!r} has a run queued or running (the daemon's); wait for it")
         if store.path(campaign, None, campaign_state.INTERRUPTED).exists():  # a failed stage is simply run again
             raise InputError(f"campaign {campaign!r} was interrupted: `bcomc resume {campaign}` continues it")
-        last = stages.latest_iteration(store, campaign)
-        report = stages.read_report(store, campaign, last)
+        last = campaign_state.latest_iteration(store, campaign)
+        report = store.report(campaign, last)
         decision = stages.next_decision(store, campaign, last, auto_advance=True)
         if decision.final:
             out(f"{campaign}: not advancing: {decision.value} at iteration {last} ({report.pass_rate:.1f}%)")
-            if not store.path(campaign, None, stages.OUTCOME).exists():
+            if not store.path(campaign, None, OUTCOME).exists():
                 _run(instance, defs, store, campaign, "outcome_job", campaign, f"{campaign}:outcome", "outcome", out)
             return decision
         nxt = last + 1
+        assert iterations.name is not None  # named in defs/partitions.py
         instance.add_dynamic_partitions(iterations.name, [str(nxt)])
         out(f"{campaign}: iteration {nxt}")
         _run(instance, defs, store, campaign, "iteration_job", iteration_key(campaign, nxt), f"{campaign}:{nxt}", f"iteration {nxt}", out)
         return Decision.ADVANCE
 
 
-def _run(instance, defs, store, campaign: str, job: str, partition, run_key: str, label: str, out: Print, assets=None) -> None:
+def _run(
+    instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, campaign: str, job: str,
+    partition: str, run_key: str, label: str, out: Print, assets: list[str] | None = None,
+) -> None:
     job_def = defs.resolve_job_def(job)
     if assets:  # resume: only the stages an interrupted run did not finish
         job_def = job_def.get_subset(asset_selection={dg.AssetKey(a) for a in assets})
@@ -278,18 +283,18 @@ def _run(instance, defs, store, campaign: str, job: str, partition, run_key: str
             instance=instance, partition_key=partition, tags={"campaign": campaign, RUN_KEY_TAG: run_key, **_here()},
             run_config=QUIET_RUN, raise_on_error=False,
         )  # fmt: skip
-    _summarise(out, res)
+    _summarise(out, store, res)
     if not res.success:
         raise _failed(store, campaign, label, res)
 
 
 ITERATION_STAGES = (  # each iteration asset and the artifact that says it is done
-    ("failure_analysis", stages.ANALYSIS), ("generated_examples", stages.GENERATION), ("training_dataset", stages.DATASET),
-    ("checkpoint", f"{stages.CHECKPOINT}/manifest.json"), ("deployment", stages.DEPLOYMENT), ("eval_report", stages.REPORT),
+    ("failure_analysis", ANALYSIS), ("generated_examples", GENERATION), ("training_dataset", DATASET),
+    ("checkpoint", f"{CHECKPOINT}/{MANIFEST}"), ("deployment", DEPLOYMENT), ("eval_report", REPORT),
 )  # fmt: skip
 
 
-def resume(instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, campaign: str, out: Print = print) -> stages.Outcome | None:
+def resume(instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, campaign: str, out: Print = print) -> Outcome | None:
     """Continue a campaign after a crash, a failed stage or ``bcomc stop``: from its last complete stage,
     with what a killed stage left half-written removed; then on as ``drive`` goes."""
     campaign_state.require(store, campaign)
@@ -302,13 +307,13 @@ def resume(instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactSt
         for pid in campaign_state.stop_servers(store, campaign):  # served again from the artifacts below
             out(f"{campaign}: stopped model server pid {pid} (left by the interrupted process)")
         store.path(campaign, None, campaign_state.STOPPED).unlink(missing_ok=True)
-        store.path(campaign, None, stages.OUTCOME).unlink(missing_ok=True) if _outcome_not_final(store, campaign) else None
-        if not store.path(campaign, 0, stages.REPORT).exists():
+        store.path(campaign, None, OUTCOME).unlink(missing_ok=True) if _outcome_not_final(store, campaign) else None
+        if not store.path(campaign, 0, REPORT).exists():
             out(f"{campaign}: baseline")
             _run(instance, defs, store, campaign, "baseline_job", campaign, f"{campaign}:0:resume", "baseline", out)
-        started = [i for i in store.iterations(campaign) if i > 0 and store.path(campaign, i, stages.ANALYSIS).exists()]
+        started = [i for i in store.iterations(campaign) if i > 0 and store.path(campaign, i, ANALYSIS).exists()]
         last = started[-1] if started else 0
-        if last and not store.path(campaign, last, stages.REPORT).exists():
+        if last and not store.path(campaign, last, REPORT).exists():
             todo = [a for a, artifact in ITERATION_STAGES if not (store.iteration_dir(campaign, last) / artifact).exists()]
             if "deployment" not in todo and "eval_report" in todo:
                 todo.insert(0, "deployment")  # the server was lost with the process: serve this checkpoint again
@@ -325,7 +330,7 @@ def _after(asset: str, first: str) -> bool:
 
 
 def _outcome_not_final(store: ArtifactStore, campaign: str) -> bool:
-    path = store.path(campaign, None, stages.OUTCOME)
+    path = store.path(campaign, None, OUTCOME)
     return path.exists() and json.loads(path.read_text()).get("status") not in campaign_state.FINAL
 
 

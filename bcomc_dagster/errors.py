@@ -1,5 +1,9 @@
 """Errors that name what was wrong, so that a user can fix the input without reading a traceback."""
 
+from __future__ import annotations
+
+from pydantic import ValidationError
+
 
 class BcomcError(Exception):
     """Base class for the project's errors."""
@@ -23,3 +27,8 @@ class StageFailed(BcomcError):
     def __init__(self, message: str, cause: str | None = None):
         super().__init__(message)
         self.cause = cause
+
+
+def field_errors(e: ValidationError, whole: str = "value") -> list[str]:
+    """Each error of ``e`` as ``field.path: message`` (``whole`` for an error about the whole object)."""
+    return [f"{'.'.join(map(str, err['loc'])) or whole}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors()]

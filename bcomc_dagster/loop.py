@@ -1,5 +1,5 @@
-"""The rules of the closed loop: stop or advance (shared by the sensor, the CLI and the demo), and whether
-a new checkpoint replaces the live model."""
+"""The rules of the closed loop: stop or advance (shared by the sensor, the CLI and the demo), whether a
+new checkpoint replaces the live model, and the record of how a campaign ended."""
 
 from __future__ import annotations
 
@@ -76,3 +76,24 @@ def gate(
         iteration=iteration, promoted=ok, policy=policy, live_iteration=live_iteration, live_pass_rate=live.pass_rate,
         pass_rate=candidate.pass_rate, regressed=regressed, reason=reason,
     )  # fmt: skip
+
+
+class Outcome(BaseModel):
+    campaign: str
+    status: str  # target_reached / max_iterations_reached / budget_exhausted / waiting
+    iterations: int
+    baseline_pass_rate: float
+    final_pass_rate: float  # the live model's: the last promoted checkpoint's (serving.promote)
+    best_iteration: int
+    best_pass_rate: float
+    pass_rates: dict[int, float]  # every checkpoint's re-eval, promoted or not
+    rejected: list[int] = []  # iterations whose checkpoint the promotion gate rejected
+    final_model: str  # serving.final_model: last / best / base
+    final_iteration: int  # the iteration final_model chose (0 = base); live unless the servers were stopped
+    final_model_error: str | None = None
+    live_model: str | None
+    live_endpoint: str | None
+    servers_stopped: bool
+    cost_usd: float = 0.0  # every model call of the campaign (generator, synthesizer, analyzer, judge)
+    stop_reason: str | None = None  # budget_exhausted: the spend and the estimate that stopped the loop
+    finished_at: float

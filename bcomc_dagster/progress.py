@@ -7,6 +7,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 Watcher = Callable[[str, int, int, str], None]  # (task, done, total, note)
 
@@ -32,9 +36,9 @@ def watching(watcher: Watcher) -> Iterator[None]:
             _watchers.remove(watcher)
 
 
-def rich_watcher(progress) -> Watcher:
+def rich_watcher(progress: Progress) -> Watcher:
     """Bars on a ``rich.progress.Progress``: one per task while it runs, removed when it completes."""
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
     lock = threading.Lock()
 
     def watch(task: str, done: int, total: int, note: str) -> None:

@@ -5,25 +5,26 @@ the bucket and any machine can pick a campaign up.
 - ``pull(campaign)`` brings down what the bucket has and the folder lacks (before a step runs);
 - ``push(campaign, since)`` uploads what a step wrote (after it succeeded). Each object's PUT is atomic;
   a checkpoint folder's ``manifest.json`` goes last, so a checkpoint without a manifest is incomplete and
-  readers say so (``stages.read_manifest``).
+  readers say so (``ArtifactStore.manifest``).
 Machine-local state stays local: server state (``serving/``), and outside the campaign folders the model
 and response caches.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any
 
 from bcomc_dagster.artifacts import ArtifactStore, check_campaign_name
 from bcomc_dagster.errors import InputError
+from bcomc_dagster.files import atomic_writer, home
 
 LOCAL_ONLY = ("serving",)  # top-level folders of a campaign that describe this machine only
 LAST = "manifest.json"
 
 
 class S3Mirror:
-    def __init__(self, client, bucket: str, prefix: str = "bcomc"):
+    def __init__(self, client: Any, bucket: str, prefix: str = "bcomc") -> None:  # boto3: untyped
         self.s3, self.bucket, self.prefix = client, bucket, prefix.strip("/")
 
     def _key(self, campaign: str, rel: str) -> str:
@@ -54,10 +55,8 @@ class S3Mirror:
                 raise InputError(f"s3://{self.bucket}/{self._key(campaign, rel)}: {e}") from None
             if local.is_file() and local.stat().st_size == size:
                 continue
-            local.parent.mkdir(parents=True, exist_ok=True)
-            tmp = local.with_name(f".{local.name}.part")
-            self.s3.download_file(self.bucket, self._key(campaign, rel), str(tmp))
-            os.replace(tmp, local)
+            with atomic_writer(local) as f:
+                self.s3.download_fileobj(self.bucket, self._key(campaign, rel), f)
             n += 1
         return n
 
@@ -83,4 +82,4 @@ def campaign_of(partition_key: str) -> str:
 
 
 def local_root(cache: str | None) -> Path:
-    return Path(cache or os.environ.get("BCOMC_HOME", ".bcomc")).expanduser().resolve()
+    return Path(cache).expanduser().resolve() if cache else home()

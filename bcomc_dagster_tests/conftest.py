@@ -14,7 +14,9 @@ if os.environ.get("BCOMC_PAID_TESTS") != "1" or os.environ.get("CI"):
     collect_ignore = ["test_paid_apis.py"]
 
 TINY = BaseModelSpec(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
-MODELS = Path(os.environ.get("BCOMC_TEST_MODELS", Path(__file__).resolve().parent.parent / ".bcomc" / "test-models"))
+MODELS = Path(
+    os.environ.get("BCOMC_TEST_MODELS", Path(__file__).resolve().parent.parent / ".bcomc" / "test-models")
+)
 
 
 @pytest.fixture(scope="session")

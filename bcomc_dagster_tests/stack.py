@@ -1,7 +1,7 @@
 """The production stack on this machine, as real processes on loopback: a new PostgreSQL database for the
 instance (deploy/dagster.yaml, unchanged), moto's S3 server for artifacts and compute logs, a Celery worker
-on the local RabbitMQ for the default queue and one for the
-model's steps (queue `gpu`: fine-tune, deploy, eval, as on a GPU host), and the Dagster daemon (sensor, run queue, run retries, backfills). The tests and
+on the local RabbitMQ for the default queue and one for the model's steps (queue `gpu`: fine-tune, deploy,
+eval, as on a GPU host), and the Dagster daemon (sensor, run queue, run retries, backfills). The tests and
 `benchmarks/production.py` share it."""
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ def postgres_database() -> Iterator[str]:
     try:
         admin = psycopg2.connect(dbname="postgres", host=PG_HOST, user=PG_USER)
     except psycopg2.OperationalError as e:
-        raise StackError(f"PostgreSQL at {PG_HOST}:5432 is not reachable ({e}); `make test` starts it when installed") from e
+        raise StackError(
+            f"PostgreSQL at {PG_HOST}:5432 is not reachable ({e}); `make test` starts it when installed"
+        ) from e
     admin.autocommit = True
     admin.cursor().execute(f"CREATE DATABASE {name}")
     try:
@@ -58,22 +60,37 @@ def s3_server(*buckets: str) -> Iterator[str]:
     """moto's S3 server in a process of its own (moto keeps its state per process, so each server starts
     empty); yields its URL with the buckets made."""
     port = free_port()
-    with tempfile.TemporaryDirectory() as tmp, service(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], os.environ.copy(), Path(tmp) / "moto.log",
-        b"Running on",
-    ):  # fmt: skip
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        service(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            os.environ.copy(),
+            Path(tmp) / "moto.log",
+            b"Running on",
+        ),
+    ):
         url = f"http://127.0.0.1:{port}"
-        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+        client = boto3.client(
+            "s3",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
         for b in buckets:
             client.create_bucket(Bucket=b)
         yield url
 
 
 @contextmanager
-def service(cmd: list[str], env: dict, log: Path, ready: bytes, timeout: float = 90) -> Iterator[subprocess.Popen]:
-    """A process in its own session, up once ``ready`` is in its log; its whole group is stopped afterwards."""
+def service(
+    cmd: list[str], env: dict, log: Path, ready: bytes, timeout: float = 90
+) -> Iterator[subprocess.Popen]:
+    """A process in its own session, up once ``ready`` is in its log; its whole group is stopped after."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             deadline = time.monotonic() + timeout
             while ready not in log.read_bytes():
@@ -105,12 +122,19 @@ class Stack:
         return dg.DagsterInstance.from_config(str(self.dagster_home))
 
     def s3(self):
-        return boto3.client("s3", endpoint_url=self.s3_url, region_name="us-east-1", aws_access_key_id="test",
-                            aws_secret_access_key="test")  # fmt: skip
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
 
 
 @contextmanager
-def production_stack(tmp: Path, celery: bool = True, worker_concurrency: int = 2, extra_env: dict | None = None) -> Iterator[Stack]:
+def production_stack(
+    tmp: Path, celery: bool = True, worker_concurrency: int = 2, extra_env: dict | None = None
+) -> Iterator[Stack]:
     """Everything a team runs, on loopback; ``os.environ`` is this stack's while it is up, so that the
     caller's own instance and artifact store match the daemon's and the worker's."""
     with ExitStack() as stack:
@@ -120,13 +144,23 @@ def production_stack(tmp: Path, celery: bool = True, worker_concurrency: int = 2
         dagster_home.mkdir(parents=True)
         shutil.copy(ROOT / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
         env = {
-            **os.environ, "DAGSTER_HOME": str(dagster_home), "BCOMC_HOME": str(home),
-            "DAGSTER_PG_USERNAME": PG_USER, "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_HOST": PG_HOST, "DAGSTER_PG_DB": database,
-            "DAGSTER_COMPUTE_LOG_BUCKET": LOG_BUCKET, "BCOMC_S3_BUCKET": ARTIFACT_BUCKET, "AWS_ENDPOINT_URL": s3_url,
-            "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-            "DAGSTER_CELERY_BROKER_HOST": "127.0.0.1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            **os.environ,
+            "DAGSTER_HOME": str(dagster_home),
+            "BCOMC_HOME": str(home),
+            "DAGSTER_PG_USERNAME": PG_USER,
+            "DAGSTER_PG_PASSWORD": "",
+            "DAGSTER_PG_HOST": PG_HOST,
+            "DAGSTER_PG_DB": database,
+            "DAGSTER_COMPUTE_LOG_BUCKET": LOG_BUCKET,
+            "BCOMC_S3_BUCKET": ARTIFACT_BUCKET,
+            "AWS_ENDPOINT_URL": s3_url,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "DAGSTER_CELERY_BROKER_HOST": "127.0.0.1",
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
             **(extra_env or {}),
-        }  # fmt: skip
+        }
         if celery:
             env.update(BCOMC_EXECUTOR="celery", BCOMC_CELERY_GPU_QUEUE="gpu")
         saved = dict(os.environ)
@@ -134,19 +168,63 @@ def production_stack(tmp: Path, celery: bool = True, worker_concurrency: int = 2
         stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
         worker = gpu_worker = None
         if celery:
-            subprocess.run([*CELERY, "purge", "-f", "-Q", "dagster,gpu"], cwd=ROOT, env=env, capture_output=True, timeout=60)
-            worker = stack.enter_context(service(
-                [*CELERY, "worker", "--prefetch-multiplier=1", "-Q", "dagster", "-n", "cpu@%h", "-c", str(worker_concurrency), "-l", "info"], env,
-                tmp / "worker.log", b"ready.",
-            ))  # fmt: skip
-            gpu_worker = stack.enter_context(service(
-                [*CELERY, "worker", "--prefetch-multiplier=1", "-Q", "gpu", "-n", "gpu@%h", "-c", "1", "-l", "info"], env, tmp / "gpu-worker.log", b"ready.",
-            ))  # fmt: skip
+            subprocess.run(
+                [*CELERY, "purge", "-f", "-Q", "dagster,gpu"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                timeout=60,
+            )
+            worker = stack.enter_context(
+                service(
+                    [
+                        *CELERY,
+                        "worker",
+                        "--prefetch-multiplier=1",
+                        "-Q",
+                        "dagster",
+                        "-n",
+                        "cpu@%h",
+                        "-c",
+                        str(worker_concurrency),
+                        "-l",
+                        "info",
+                    ],
+                    env,
+                    tmp / "worker.log",
+                    b"ready.",
+                )
+            )
+            gpu_worker = stack.enter_context(
+                service(
+                    [
+                        *CELERY,
+                        "worker",
+                        "--prefetch-multiplier=1",
+                        "-Q",
+                        "gpu",
+                        "-n",
+                        "gpu@%h",
+                        "-c",
+                        "1",
+                        "-l",
+                        "info",
+                    ],
+                    env,
+                    tmp / "gpu-worker.log",
+                    b"ready.",
+                )
+            )
         with dg.DagsterInstance.from_config(str(dagster_home)):
             pass  # creates the schema once, before the daemon's threads race to
-        stack.enter_context(service(
-            ["dagster-daemon", "run", "-w", str(ROOT / "workspace.yaml")], env, tmp / "daemon.log", b"Checking for new runs for sensor",
-        ))  # fmt: skip
+        stack.enter_context(
+            service(
+                ["dagster-daemon", "run", "-w", str(ROOT / "workspace.yaml")],
+                env,
+                tmp / "daemon.log",
+                b"Checking for new runs for sensor",
+            )
+        )
         yield Stack(home, dagster_home, env, s3_url, database, worker, gpu_worker)
 
 

@@ -17,3 +17,25 @@ def test_write_is_atomic_and_require_names_the_missing_artifact(tmp_path):
     assert [f.name for f in p.parent.iterdir()] == ["thing.json"]  # no temporary left behind
     with pytest.raises(PredecessorMissing, match=r"campaign 'c1': the thing of iteration 1 is missing"):
         store.require("c1", 1, "thing.json", "the thing")
+
+
+def test_atomic_write_leaves_no_temporary_file_on_failure(tmp_path):
+    from bcomc_dagster.files import atomic_write, atomic_writer
+
+    target = atomic_write(tmp_path / "a" / "x.json", "{}")
+    assert target.read_text() == "{}"
+    with pytest.raises(RuntimeError), atomic_writer(target) as f:
+        f.write(b"half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_text() == "{}" and sorted(p.name for p in target.parent.iterdir()) == ["x.json"]
+
+
+def test_typed_readers_name_the_missing_artifact(tmp_path):
+    from bcomc_dagster.errors import PredecessorMissing
+
+    store = ArtifactStore(tmp_path)
+    with pytest.raises(PredecessorMissing, match=r"the eval report of iteration 2 is missing"):
+        store.report("c", 2)
+    with pytest.raises(PredecessorMissing, match=r"the checkpoint of iteration 1 is missing"):
+        store.manifest("c", 1)
+    assert store.dataset("c", 0) == [] and store.promotion("c", 1) is None and store.outcome("c") is None

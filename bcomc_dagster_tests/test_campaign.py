@@ -6,12 +6,16 @@ import json
 import dagster as dg
 import pytest
 
-from bcomc_dagster import driver, stages
-from bcomc_dagster.artifacts import ArtifactStore
+from bcomc_dagster import campaign_state, driver, registries, stages
+from bcomc_dagster.artifacts import ANALYSIS, CONFIG, DATASET, DEPLOYMENT, OUTCOME, REPORT, ArtifactStore
 from bcomc_dagster.config import parse_config
+from bcomc_dagster.datagen import dataset
 from bcomc_dagster.defs.partitions import iteration_key
 from bcomc_dagster.defs.sensors import evaluate_tick
-from bcomc_dagster.errors import InputError
+from bcomc_dagster.errors import BcomcError, InputError
+from bcomc_dagster.evals.judge import Verdict
+from bcomc_dagster.evals.suite import Question
+from bcomc_dagster.serving.deployer import Deployment
 from bcomc_dagster.serving.process import pid_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
@@ -35,8 +39,16 @@ def _materialised(instance, asset, partition):
 def test_campaign_reaches_target_in_two_iterations(env):
     """model_backend vllm in hot-swap mode (the demo runs the same path as model_backend 'local')."""
     instance, defs, store = env
-    cfg = parse_config({"model_backend": "vllm", "serving": {"mode": "hot-swap"}, "target_pass_rate": 60,
-                        "max_iterations": 4, "datagen": FAST, "finetune": TRAIN})  # fmt: skip
+    cfg = parse_config(
+        {
+            "model_backend": "vllm",
+            "serving": {"mode": "hot-swap"},
+            "target_pass_rate": 60,
+            "max_iterations": 4,
+            "datagen": FAST,
+            "finetune": TRAIN,
+        }
+    )
     driver.launch(instance, defs, store, cfg, "c-target")
     outcome = driver.drive(instance, defs, store, "c-target", out=lambda s: None)
     assert outcome.status == "target_reached" and outcome.iterations == 2
@@ -45,42 +57,67 @@ def test_campaign_reaches_target_in_two_iterations(env):
     # every asset of both iterations materialised, with the metadata users look for
     for i in (1, 2):
         key = iteration_key("c-target", i)
-        for asset in ("failure_analysis", "generated_examples", "training_dataset", "checkpoint", "deployment", "eval_report"):
+        for asset in (
+            "failure_analysis",
+            "generated_examples",
+            "training_dataset",
+            "checkpoint",
+            "deployment",
+            "eval_report",
+        ):
             assert _materialised(instance, asset, key), (asset, i)
-    deps = [stages.Deployment.model_validate(store.read_json("c-target", i, stages.DEPLOYMENT, "d")) for i in (1, 2)]
-    assert [d.mode for d in deps] == ["hot-swap", "hot-swap"] and len({d.endpoint for d in deps}) == 1  # one server
-    report = _materialised(instance, "eval_report", iteration_key("c-target", 2))[0].asset_materialization.metadata
+    deps = [Deployment.model_validate(store.read_json("c-target", i, DEPLOYMENT, "d")) for i in (1, 2)]
+    assert [d.mode for d in deps] == ["hot-swap", "hot-swap"] and len(
+        {d.endpoint for d in deps}
+    ) == 1  # one server
+    report = _materialised(instance, "eval_report", iteration_key("c-target", 2))[
+        0
+    ].asset_materialization.metadata
     assert report["improvement_delta"].value > 0 and "| service" in report["per_service"].value
-    ds1 = stages.dataset.read_jsonl(store.path("c-target", 1, stages.DATASET))
-    ds2 = stages.dataset.read_jsonl(store.path("c-target", 2, stages.DATASET))
+    ds1 = dataset.read_jsonl(store.path("c-target", 1, DATASET))
+    ds2 = dataset.read_jsonl(store.path("c-target", 2, DATASET))
     assert [r.id for r in ds2[: len(ds1)]] == [r.id for r in ds1] and len(ds2) > len(ds1)  # cumulative
-    assert not stages.contamination(store, "c-target", 2)
+    assert not campaign_state.contamination(store, "c-target", 2)
 
     # re-materialising an iteration's dataset adds no duplicate rows, and the sensor does not advance twice
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("training_dataset")})
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey("training_dataset")}
+    )
     res = job.execute_in_process(instance=instance, partition_key=iteration_key("c-target", 2))
     assert res.success
-    again = stages.dataset.read_jsonl(store.path("c-target", 2, stages.DATASET))
+    again = dataset.read_jsonl(store.path("c-target", 2, DATASET))
     assert [r.id for r in again] == [r.id for r in ds2] and len({r.id for r in again}) == len(again)
 
 
 def test_manual_advance_stops_at_max_iterations(env):
     instance, defs, store = env
-    cfg = parse_config({"target_pass_rate": 100, "max_iterations": 2, "auto_advance": False,
-                        "datagen": {"examples_per_service": 10}, "finetune": {"epochs": 2, "learning_rate": 0.003}})
+    cfg = parse_config(
+        {
+            "target_pass_rate": 100,
+            "max_iterations": 2,
+            "auto_advance": False,
+            "datagen": {"examples_per_service": 10},
+            "finetune": {"epochs": 2, "learning_rate": 0.003},
+        }
+    )
     driver.launch(instance, defs, store, cfg, "c-manual")
-    assert driver.drive(instance, defs, store, "c-manual", out=lambda s: None) is None  # waits after the baseline
-    assert stages.latest_iteration(store, "c-manual") == 0
+    assert (
+        driver.drive(instance, defs, store, "c-manual", out=lambda s: None) is None
+    )  # waits after the baseline
+    assert campaign_state.latest_iteration(store, "c-manual") == 0
     pid = stages.deployer(store, cfg, "c-manual").state().pid
     driver.advance(instance, defs, store, "c-manual", out=lambda s: None)
     driver.advance(instance, defs, store, "c-manual", out=lambda s: None)
-    assert stages.latest_iteration(store, "c-manual") == 2
+    assert campaign_state.latest_iteration(store, "c-manual") == 2
     # advancing at max iterations records the outcome (and stops the server) rather than only saying no
-    assert driver.advance(instance, defs, store, "c-manual", out=lambda s: None).value == "max_iterations_reached"
-    # the sensor, seeing iteration 2 at max iterations, asks for nothing more: no outcome twice, no iteration 3
+    assert (
+        driver.advance(instance, defs, store, "c-manual", out=lambda s: None).value
+        == "max_iterations_reached"
+    )
+    # the sensor, seeing iteration 2 at max iterations, asks for nothing more (no second outcome, no it. 3)
     ctx = dg.build_sensor_context(instance=instance, definitions=defs)
     assert not [r for r in evaluate_tick(ctx, store).run_requests if r.tags["campaign"] == "c-manual"]
-    outcome = json.loads(store.path("c-manual", None, stages.OUTCOME).read_text())
+    outcome = json.loads(store.path("c-manual", None, OUTCOME).read_text())
     assert outcome["status"] == "max_iterations_reached" and outcome["iterations"] == 2
     assert not pid_alive(pid)
 
@@ -88,7 +125,7 @@ def test_manual_advance_stops_at_max_iterations(env):
 def test_iteration_without_predecessor_fails_fast_naming_it(env):
     instance, defs, store = env
     cfg = parse_config({})
-    store.write_json("c-gap", None, stages.CONFIG, cfg)
+    store.write_json("c-gap", None, CONFIG, cfg)
     instance.add_dynamic_partitions("campaign", ["c-gap"])
     instance.add_dynamic_partitions("iteration", ["3"])
     res = defs.resolve_job_def("iteration_job").execute_in_process(
@@ -103,20 +140,30 @@ def test_backfill_iteration_ahead_of_an_earlier_one_fails_fast_naming_it(env):
     """An asset backfill may start iteration 2 while iteration 1 of the same backfill still waits in the
     queue: iteration 2 must not read what iteration 1 is about to replace."""
     instance, defs, store = env
-    store.write_json("c-bf", None, stages.CONFIG, parse_config({}))
+    store.write_json("c-bf", None, CONFIG, parse_config({}))
     instance.add_dynamic_partitions("campaign", ["c-bf"])
     instance.add_dynamic_partitions("iteration", ["1", "2"])
     tags = {"dagster/backfill": "bf1", "dagster/partition/campaign": "c-bf"}
     job = defs.resolve_job_def("iteration_job")
-    for it, bf, status in (("1", "bf1", dg.DagsterRunStatus.NOT_STARTED), ("1", "other", dg.DagsterRunStatus.NOT_STARTED),
-                           ("3", "bf1", dg.DagsterRunStatus.NOT_STARTED), ("1", "bf1", dg.DagsterRunStatus.FAILURE)):  # fmt: skip
-        instance.create_run_for_job(job, tags={**tags, "dagster/backfill": bf, "dagster/partition/iteration": it}, status=status)
-    res = job.execute_in_process(instance=instance, partition_key=iteration_key("c-bf", 2), raise_on_error=False,
-                                 tags={**tags, "dagster/partition/iteration": "2"})  # fmt: skip
+    for it, bf, status in (
+        ("1", "bf1", dg.DagsterRunStatus.NOT_STARTED),
+        ("1", "other", dg.DagsterRunStatus.NOT_STARTED),
+        ("3", "bf1", dg.DagsterRunStatus.NOT_STARTED),
+        ("1", "bf1", dg.DagsterRunStatus.FAILURE),
+    ):
+        instance.create_run_for_job(
+            job, tags={**tags, "dagster/backfill": bf, "dagster/partition/iteration": it}, status=status
+        )
+    res = job.execute_in_process(
+        instance=instance,
+        partition_key=iteration_key("c-bf", 2),
+        raise_on_error=False,
+        tags={**tags, "dagster/partition/iteration": "2"},
+    )
     failure = [e for e in res.all_events if e.is_step_failure][0]
     assert failure.step_key == "failure_analysis"
     assert "iteration 1 of the same backfill has not run yet" in failure.step_failure_data.error.cause.message
-    assert not store.path("c-bf", 2, stages.ANALYSIS).exists()
+    assert not store.path("c-bf", 2, ANALYSIS).exists()
 
 
 def test_launch_refuses_a_duplicate_campaign(env):
@@ -129,8 +176,14 @@ def test_launch_refuses_a_duplicate_campaign(env):
 def test_sensor_does_not_restart_a_campaign_that_was_driven_elsewhere(env):
     """A daemon whose sensor starts with an empty cursor must not re-run what `bcomc demo` already ran."""
     instance, defs, store = env
-    cfg = parse_config({"target_pass_rate": 100, "max_iterations": 1,
-                        "datagen": {"examples_per_service": 5}, "finetune": {"epochs": 1}})
+    cfg = parse_config(
+        {
+            "target_pass_rate": 100,
+            "max_iterations": 1,
+            "datagen": {"examples_per_service": 5},
+            "finetune": {"epochs": 1},
+        }
+    )
     driver.launch(instance, defs, store, cfg, "c-driven")
     outcome = driver.drive(instance, defs, store, "c-driven", out=lambda s: None)
     assert outcome.status == "max_iterations_reached"
@@ -144,15 +197,25 @@ def test_restart_mode_campaign_reaches_its_outcome_and_leaves_the_base_live(env)
     """model_backend vllm, mode restart: each iteration starts a server on the merged checkpoint;
     serving.final_model 'base' puts the base model back at the end."""
     instance, defs, store = env
-    cfg = parse_config({"model_backend": "vllm", "target_pass_rate": 30, "max_iterations": 2, "datagen": FAST,
-                        "finetune": TRAIN, "serving": {"mode": "restart", "final_model": "base", "stop_at_end": False}})
+    cfg = parse_config(
+        {
+            "model_backend": "vllm",
+            "target_pass_rate": 30,
+            "max_iterations": 2,
+            "datagen": FAST,
+            "finetune": TRAIN,
+            "serving": {"mode": "restart", "final_model": "base", "stop_at_end": False},
+        }
+    )
     driver.launch(instance, defs, store, cfg, "c-restart")
     outcome = driver.drive(instance, defs, store, "c-restart", out=lambda s: None)
     dep = stages.deployer(store, cfg, "c-restart")
     try:
         assert outcome.status == "target_reached" and outcome.pass_rates[outcome.iterations] >= 30
-        deployments = [stages.Deployment.model_validate(store.read_json("c-restart", i, stages.DEPLOYMENT, "d"))
-                       for i in range(1, outcome.iterations + 1)]  # fmt: skip
+        deployments = [
+            Deployment.model_validate(store.read_json("c-restart", i, DEPLOYMENT, "d"))
+            for i in range(1, outcome.iterations + 1)
+        ]
         assert all(d.mode == "restart" and d.server_started for d in deployments)
         assert len({d.endpoint for d in deployments}) == len(deployments)  # a new server each time
         assert outcome.final_model == "base" and outcome.final_iteration == 0 and not outcome.servers_stopped
@@ -169,9 +232,16 @@ def test_failed_deploy_and_failed_reeval_leave_the_previous_model_serving(env, m
     from bcomc_dagster.serving.server import ServerDeployer
 
     instance, defs, store = env
-    cfg = parse_config({"target_pass_rate": 100, "max_iterations": 2, "auto_advance": False,
-                        "datagen": {"examples_per_service": 10}, "finetune": {"epochs": 2, "learning_rate": 0.003},
-                        "serving": {"stop_at_end": False}})  # fmt: skip
+    cfg = parse_config(
+        {
+            "target_pass_rate": 100,
+            "max_iterations": 2,
+            "auto_advance": False,
+            "datagen": {"examples_per_service": 10},
+            "finetune": {"epochs": 2, "learning_rate": 0.003},
+            "serving": {"stop_at_end": False},
+        }
+    )
     driver.launch(instance, defs, store, cfg, "c-fail")
     driver.drive(instance, defs, store, "c-fail", out=lambda s: None)
     dep = stages.deployer(store, cfg, "c-fail")
@@ -182,11 +252,11 @@ def test_failed_deploy_and_failed_reeval_leave_the_previous_model_serving(env, m
 
         real_deploy = ServerDeployer.deploy
         monkeypatch.setattr(ServerDeployer, "deploy", refuse)
-        with pytest.raises(stages.BcomcError, match="iteration 1 failed"):
+        with pytest.raises(BcomcError, match="iteration 1 failed"):
             driver.advance(instance, defs, store, "c-fail", out=lambda s: None)
         assert not _materialised(instance, "eval_report", iteration_key("c-fail", 1))
         assert dep.live().model == "bcomc-tiny"
-        assert stages.last_failure(store, "c-fail").stage == "deploy"
+        assert campaign_state.last_failure(store, "c-fail").stage == "deploy"
         monkeypatch.setattr(ServerDeployer, "deploy", real_deploy)
 
         # 2. the deploy works, the re-eval fails: the previous model (the base) is served again
@@ -195,11 +265,11 @@ def test_failed_deploy_and_failed_reeval_leave_the_previous_model_serving(env, m
 
         real_run_suite = stages.run_suite
         monkeypatch.setattr(stages, "run_suite", vanish)
-        with pytest.raises(stages.BcomcError, match="iteration 1 failed"):
+        with pytest.raises(BcomcError, match="iteration 1 failed"):
             driver.advance(instance, defs, store, "c-fail", out=lambda s: None)
         assert _materialised(instance, "deployment", iteration_key("c-fail", 1))
-        assert not store.path("c-fail", 1, stages.REPORT).exists()
-        failure = stages.last_failure(store, "c-fail")
+        assert not store.path("c-fail", 1, REPORT).exists()
+        failure = campaign_state.last_failure(store, "c-fail")
         assert failure.stage == "re-eval" and failure.restored == "bcomc-tiny" and "vanished" in failure.error
         assert dep.live().model == "bcomc-tiny" and dep.live().iteration == 0
         models = [m["id"] for m in __import__("httpx").get(f"{dep.state().url}/v1/models").json()["data"]]
@@ -210,7 +280,9 @@ def test_failed_deploy_and_failed_reeval_leave_the_previous_model_serving(env, m
         capsys.readouterr()  # drop the runs' progress lines
         assert cli.main(["status", "c-fail", "--json"]) == 0
         row = json.loads(capsys.readouterr().out)[0]
-        assert row["status"] == "failed" and row["failure"].startswith("iteration 1 re-eval: endpoint vanished")
+        assert row["status"] == "failed" and row["failure"].startswith(
+            "iteration 1 re-eval: endpoint vanished"
+        )
         assert row["live"] == "bcomc-tiny (it 0)" and row["endpoint"].endswith("/v1")
         assert cli.main(["status", "c-fail"]) == 0
         table = capsys.readouterr().out
@@ -220,14 +292,56 @@ def test_failed_deploy_and_failed_reeval_leave_the_previous_model_serving(env, m
         # service): the promotion gate rejects it, the base is served again, and the loop knows
         monkeypatch.setattr(stages, "run_suite", real_run_suite)
         driver.advance(instance, defs, store, "c-fail", out=lambda s: None)
-        gate = stages.read_promotion(store, "c-fail", 1)
+        gate = store.promotion("c-fail", 1)
         assert not gate.promoted and gate.live_iteration == 0 and gate.restored == "bcomc-tiny"
-        assert gate.reason.startswith("rejected: pass rate 0.0% does not beat the live model's 0.0% (iteration 0)")
+        assert gate.reason.startswith(
+            "rejected: pass rate 0.0% does not beat the live model's 0.0% (iteration 0)"
+        )
         assert dep.live().model == "bcomc-tiny" and dep.live().iteration == 0
         models = [m["id"] for m in __import__("httpx").get(f"{dep.state().url}/v1/models").json()["data"]]
         assert models == ["bcomc-tiny"]  # the rejected adapter is gone: the endpoint serves the base alone
-        md = _materialised(instance, "eval_report", iteration_key("c-fail", 1))[0].asset_materialization.metadata
+        md = _materialised(instance, "eval_report", iteration_key("c-fail", 1))[
+            0
+        ].asset_materialization.metadata
         assert md["promoted"].value is False and "does not beat" in md["promotion"].value
-        assert stages.live_iteration(store, "c-fail", 1) == 0 and stages.last_failure(store, "c-fail") is None
+        assert (
+            campaign_state.live_iteration(store, "c-fail", 1) == 0
+            and campaign_state.last_failure(store, "c-fail") is None
+        )
     finally:
         dep.stop()
+
+
+class LengthJudge:
+    """A judge this test module adds to the registry: an answer passes when it is at least as long as the
+    reference (nothing like the reference judge, so the report shows which one graded it)."""
+
+    name = "length"
+
+    def grade(self, question: Question, answer: str) -> Verdict:
+        return Verdict(len(answer) >= len(question.reference), f"{len(answer)} characters")
+
+
+def test_a_judge_added_from_outside_the_package_grades_a_campaign(env):
+    """One class and one registry line: the config accepts the new name and the campaign's evals use it."""
+    instance, defs, store = env
+    registries.JUDGES.add("length", lambda env: LengthJudge())
+    try:
+        cfg = parse_config({"judge": "length", "target_pass_rate": 1, "max_iterations": 1, "datagen": FAST})
+        driver.launch(instance, defs, store, cfg, "c-judge")
+        outcome = driver.drive(instance, defs, store, "c-judge", out=lambda s: None)
+        report = store.report("c-judge", 0)
+        assert report.judge == "length" and report.answers
+        assert all(a.reason == f"{len(a.answer)} characters" for a in report.answers)
+        assert {a.passed for a in report.answers} == {
+            len(a.answer) >= len(a.reference) for a in report.answers
+        }
+        # the tiny model's answers run to max_tokens: the length judge passes what the reference judge fails
+        assert outcome.pass_rates[0] == report.pass_rate and report.pass_rate > 0
+        assert outcome.status == "target_reached" and outcome.iterations == 0
+    finally:
+        registries.JUDGES.remove("length")
+    with pytest.raises(
+        InputError, match=r"judge: unknown judge 'length'; expected one of \['reference', 'llm'\]"
+    ):
+        parse_config({"judge": "length"})

@@ -12,8 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from bcomc_dagster import stages
-from bcomc_dagster.artifacts import ArtifactStore
+from bcomc_dagster.artifacts import CONFIG, DATASET, REPORT, ArtifactStore
 from bcomc_dagster.config import parse_config
 from bcomc_dagster.datagen import dataset
 
@@ -26,13 +25,16 @@ SUBMIT = """
 import json, os, sys
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableRepository
-job = ReconstructableRepository.for_module("bcomc_dagster.definitions", "defs", working_directory=os.getcwd()).get_reconstructable_job("iteration_job")
+cwd = os.getcwd()
+repo = ReconstructableRepository.for_module("bcomc_dagster.definitions", "defs", working_directory=cwd)
+job = repo.get_reconstructable_job("iteration_job")
 campaign, it = sys.argv[1], sys.argv[2]
 with dg.DagsterInstance.get() as instance:
+    tags = {"dagster/partition": f"{campaign}|{it}", "dagster/partition/campaign": campaign,
+            "dagster/partition/iteration": it}
+    assets = [dg.AssetKey(a) for a in ("failure_analysis", "generated_examples", "training_dataset")]
     res = dg.execute_job(job, instance, run_config={"execution": {"config": {"broker": sys.argv[3]}}},
-                         tags={"dagster/partition": f"{campaign}|{it}", "dagster/partition/campaign": campaign,
-                               "dagster/partition/iteration": it},
-                         asset_selection=[dg.AssetKey(a) for a in ("failure_analysis", "generated_examples", "training_dataset")])
+                         tags=tags, asset_selection=assets)
     print(json.dumps({"success": res.success, "run_id": res.run_id}))
 """
 
@@ -42,8 +44,13 @@ def env(tmp_path):
     home = tmp_path / "home"
     (home / "dagster").mkdir(parents=True)
     (home / "dagster" / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    e = {**os.environ, "BCOMC_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "BCOMC_EXECUTOR": "celery",
-         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # fmt: skip
+    e = {
+        **os.environ,
+        "BCOMC_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "BCOMC_EXECUTOR": "celery",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     return home, e
 
 
@@ -51,10 +58,18 @@ def env(tmp_path):
 def worker(env):
     home, e = env
     celery = [sys.executable, "-m", "celery", "-A", "dagster_celery.app"]
-    subprocess.run([*celery, "purge", "-f", "-Q", "dagster"], cwd=ROOT, env=e, capture_output=True, timeout=60)  # no stale tasks
+    subprocess.run(
+        [*celery, "purge", "-f", "-Q", "dagster"], cwd=ROOT, env=e, capture_output=True, timeout=60
+    )  # no stale tasks
     log = open(home / "worker.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([*celery, "worker", "-Q", "dagster", "-c", "2", "-l", "info"], cwd=ROOT, env=e, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [*celery, "worker", "-Q", "dagster", "-c", "2", "-l", "info"],
+        cwd=ROOT,
+        env=e,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while b"ready." not in (home / "worker.log").read_bytes():
         if time.monotonic() > deadline or proc.poll() is not None:
@@ -69,13 +84,23 @@ def worker(env):
 def test_generation_steps_run_on_a_celery_worker(env, worker):
     home, e = env
     store = ArtifactStore(home)
-    store.write_json("cc", None, stages.CONFIG, parse_config({"datagen": {"examples_per_service": 5}, "finetune": {"epochs": 3}}))
-    store.write_json("cc", 0, stages.REPORT, report({s: 0 for s in ("brambledb", "cindervault", "driftkey", "ferrocache")}))
+    store.write_json(
+        "cc", None, CONFIG, parse_config({"datagen": {"examples_per_service": 5}, "finetune": {"epochs": 3}})
+    )
+    store.write_json(
+        "cc", 0, REPORT, report({s: 0 for s in ("brambledb", "cindervault", "driftkey", "ferrocache")})
+    )
     with dg.DagsterInstance.from_config(e["DAGSTER_HOME"]) as instance:
         instance.add_dynamic_partitions("campaign", ["cc"])
         instance.add_dynamic_partitions("iteration", ["1"])
-    out = subprocess.run([sys.executable, "-c", SUBMIT, "cc", "1", BROKER], cwd=ROOT, env=e, capture_output=True,
-                         text=True, timeout=240)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", SUBMIT, "cc", "1", BROKER],
+        cwd=ROOT,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = __import__("json").loads(out.stdout.strip().splitlines()[-1])
     assert result["success"]
@@ -83,7 +108,7 @@ def test_generation_steps_run_on_a_celery_worker(env, worker):
         messages = [x.user_message or "" for x in instance.all_logs(result["run_id"])]
     for step in ("failure_analysis", "generated_examples", "training_dataset"):
         assert f'Submitting celery task for step "{step}" to queue "dagster".' in messages, step
-        assert any(f"Finished execution of step \"{step}\"" in m for m in messages), step
+        assert any(f'Finished execution of step "{step}"' in m for m in messages), step
     assert b"Task execute_plan" in (home / "worker.log").read_bytes()  # the worker process ran them
-    rows = dataset.read_jsonl(store.path("cc", 1, stages.DATASET))
+    rows = dataset.read_jsonl(store.path("cc", 1, DATASET))
     assert len(rows) == 20 and len({r.id for r in rows}) == len(rows)  # 4 services x 5 pairs, no duplicates

@@ -15,13 +15,30 @@ def test_asset_graph_and_partitions():
     graph = d.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {
-        "campaign_config", "baseline_eval", "failure_analysis", "generated_examples", "training_dataset",
-        "checkpoint", "deployment", "eval_report", "campaign_outcome", "campaign_report",
-    }  # fmt: skip
+        "campaign_config",
+        "baseline_eval",
+        "failure_analysis",
+        "generated_examples",
+        "training_dataset",
+        "checkpoint",
+        "deployment",
+        "eval_report",
+        "campaign_outcome",
+        "campaign_report",
+    }
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
-    assert groups["checkpoint"] == "fine_tune" and groups["deployment"] == "deploy" and groups["eval_report"] == "evaluate"
-    assert all(graph.get(k).owners == ["team:bcomc"] and graph.get(k).code_version for k in graph.get_all_asset_keys())
-    assert {"vllm"} <= graph.get(dg.AssetKey("deployment")).kinds and "peft" in graph.get(dg.AssetKey("checkpoint")).kinds
+    assert (
+        groups["checkpoint"] == "fine_tune"
+        and groups["deployment"] == "deploy"
+        and groups["eval_report"] == "evaluate"
+    )
+    assert all(
+        graph.get(k).owners == ["team:bcomc"] and graph.get(k).code_version
+        for k in graph.get_all_asset_keys()
+    )
+    assert {"vllm"} <= graph.get(dg.AssetKey("deployment")).kinds and "peft" in graph.get(
+        dg.AssetKey("checkpoint")
+    ).kinds
     pooled = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).pools}
     assert pooled == {"checkpoint", "deployment"} and graph.get(dg.AssetKey("checkpoint")).pools == {"gpu"}
     node = graph.get(dg.AssetKey("failure_analysis"))
@@ -37,8 +54,29 @@ def test_asset_graph_and_partitions():
 
 def test_definitions_validate_over_grpc():
     r = subprocess.run(
-        [sys.executable, "-m", "dagster", "definitions", "validate", "--load-with-grpc", "-w", "workspace.yaml"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "definitions",
+            "validate",
+            "--load-with-grpc",
+            "-w",
+            "workspace.yaml",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
         env={k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"},  # a temporary instance
-    )  # fmt: skip
+    )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_run_key_tag_is_dagsters():
+    """The driver writes Dagster's run-key tag by value (Dagster names it in a private module only)."""
+    from dagster._core.storage.tags import RUN_KEY_TAG
+
+    from bcomc_dagster import driver
+
+    assert driver.RUN_KEY_TAG == RUN_KEY_TAG

@@ -16,8 +16,8 @@ import dagster as dg
 import psutil
 import pytest
 
-from bcomc_dagster import campaign_state, cli, driver, stages
-from bcomc_dagster.artifacts import ArtifactStore
+from bcomc_dagster import campaign_state, cli, driver
+from bcomc_dagster.artifacts import DATASET, OUTCOME, REPORT, ArtifactStore
 from bcomc_dagster.config import parse_config
 from bcomc_dagster.datagen import dataset
 from bcomc_dagster.errors import InputError
@@ -29,14 +29,22 @@ from .stack import s3_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "sk-test-Zq8vN3pLw0Xr7Tb2Yc5Hd1Jk"  # a provider key in the environment: must appear nowhere
-SMALL = {"target_pass_rate": 100, "max_iterations": 1, "datagen": {"examples_per_service": 8},
-         "finetune": {"epochs": 2}}  # fmt: skip
+SMALL = {
+    "target_pass_rate": 100,
+    "max_iterations": 1,
+    "datagen": {"examples_per_service": 8},
+    "finetune": {"epochs": 2},
+}
 
 
 @pytest.fixture
 def home(tmp_path):
-    env = {**os.environ, "BCOMC_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dagster"),
-           "OPENAI_API_KEY": SECRET}  # fmt: skip
+    env = {
+        **os.environ,
+        "BCOMC_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "OPENAI_API_KEY": SECRET,
+    }
     yield tmp_path, env
     left = _ours(tmp_path)
     for p in left:
@@ -49,8 +57,13 @@ def _ours(tmp_path: Path) -> list[psutil.Process]:
     out = []
     for p in psutil.process_iter(["cmdline", "cwd"]):
         try:
-            if p.pid != os.getpid() and p.status() != psutil.STATUS_ZOMBIE and (
-                any(str(tmp_path) in a for a in p.info["cmdline"] or []) or str(p.info["cwd"] or "").startswith(str(tmp_path))
+            if (
+                p.pid != os.getpid()
+                and p.status() != psutil.STATUS_ZOMBIE
+                and (
+                    any(str(tmp_path) in a for a in p.info["cmdline"] or [])
+                    or str(p.info["cwd"] or "").startswith(str(tmp_path))
+                )
             ):
                 out.append(p)
         except psutil.Error:
@@ -61,7 +74,9 @@ def _ours(tmp_path: Path) -> list[psutil.Process]:
 def bcomc(env, *args, wait=True, timeout=600):
     cmd = [sys.executable, "-m", "bcomc_dagster.cli", *args]
     if not wait:
-        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
@@ -91,7 +106,9 @@ def _no_secret_anywhere(tmp_path: Path) -> None:
 def test_sigkill_during_the_baseline_server_start_and_the_fine_tune_then_resume(home):
     tmp_path, env = home
     cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({**SMALL, "finetune": {"epochs": 30}}))  # a fine-tune long enough to be killed in
+    cfg.write_text(
+        json.dumps({**SMALL, "finetune": {"epochs": 30}})
+    )  # a fine-tune long enough to be killed in
     store = ArtifactStore(tmp_path / "home")
     serving = store.campaign_dir("k") / "serving"
 
@@ -104,31 +121,47 @@ def test_sigkill_during_the_baseline_server_start_and_the_fine_tune_then_resume(
     assert st["campaigns"][0]["status"] == "failed"  # its run was STARTED; its process is gone
     assert [o["pid"] for o in st["orphans"]] == [rec.pid]
     assert bcomc(env, "status", "--reap").returncode == 0
-    _wait_for("the orphan to stop", lambda: not psutil.pid_exists(rec.pid) or psutil.Process(rec.pid).status() == "zombie", 30)
+    _wait_for(
+        "the orphan to stop",
+        lambda: not psutil.pid_exists(rec.pid) or psutil.Process(rec.pid).status() == "zombie",
+        30,
+    )
     assert not process.records(serving)
 
     # 2. resumed, then killed again in the middle of iteration 1's fine-tune: a half-written checkpoint
     p = bcomc(env, "resume", "k", wait=False)
     _wait_for("resume to hold the campaign", lambda: campaign_state.holder(store, "k"))
     busy = bcomc(env, "advance", "k")  # one process at a time: the second is told who holds the campaign
-    assert busy.returncode == cli.EXIT_INPUT and "is busy: pid" in busy.stderr and "resuming the campaign" in busy.stderr
-    tmp_ckpt = _wait_for("the fine-tune's temp folder",
-                         lambda: [d for d in store.iteration_dir("k", 1).glob(".checkpoint-*")] if store.iteration_dir("k", 1).is_dir() else [])  # fmt: skip
+    assert (
+        busy.returncode == cli.EXIT_INPUT
+        and "is busy: pid" in busy.stderr
+        and "resuming the campaign" in busy.stderr
+    )
+    tmp_ckpt = _wait_for(
+        "the fine-tune's temp folder",
+        lambda: (
+            [d for d in store.iteration_dir("k", 1).glob(".checkpoint-*")]
+            if store.iteration_dir("k", 1).is_dir()
+            else []
+        ),
+    )
     p.send_signal(signal.SIGKILL)
     p.wait()
     st = _status(env, "k")
-    assert st["campaigns"][0]["status"] == "failed" and st["orphans"]  # the live base server, its campaign dead
+    assert (
+        st["campaigns"][0]["status"] == "failed" and st["orphans"]
+    )  # the live base server, its campaign dead
     assert "interrupted" in st["campaigns"][0]["failure"]
 
     # 3. resume to the end: the temp folder is gone, the dataset has no duplicate, the servers are stopped
     r = bcomc(env, "resume", "k")
     assert r.returncode == cli.EXIT_STOPPED, r.stderr  # max_iterations_reached short of 100 %
     assert not tmp_ckpt[0].exists() and "removed 1/.checkpoint-" in r.stdout
-    rows = dataset.read_jsonl(store.path("k", 1, stages.DATASET))
+    rows = dataset.read_jsonl(store.path("k", 1, DATASET))
     assert len({r.id for r in rows}) == len(rows) > 0
     st = _status(env, "k")
     assert st["campaigns"][0]["status"] == "max_iterations_reached" and not st["orphans"]
-    assert json.loads(store.path("k", None, stages.OUTCOME).read_text())["servers_stopped"]
+    assert json.loads(store.path("k", None, OUTCOME).read_text())["servers_stopped"]
     assert not [pr for pr in _ours(tmp_path) if "vllm" in " ".join(pr.cmdline())]
     _no_secret_anywhere(tmp_path)
 
@@ -149,11 +182,11 @@ def test_a_failed_stage_stops_the_servers_and_says_so_and_two_advances_never_run
     assert "is busy: pid" in results[1][1][1] and "advancing the campaign" in results[1][1][1]
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         runs = instance.get_runs(dg.RunsFilter(tags={"dagster/run_key": "m:1"}))
-    assert len(runs) == 1 and store.iterations("m", having=stages.REPORT) == [0, 1]
+    assert len(runs) == 1 and store.iterations("m", having=REPORT) == [0, 1]
     # advancing a finished campaign records its outcome and stops the server, not only "not advancing"
     r = bcomc(env, "advance", "m")  # max_iterations 1: the loop stops here
     assert r.returncode == cli.EXIT_STOPPED and "not advancing: max_iterations_reached" in r.stdout, r.stderr
-    assert json.loads(store.path("m", None, stages.OUTCOME).read_text())["status"] == "max_iterations_reached"
+    assert json.loads(store.path("m", None, OUTCOME).read_text())["status"] == "max_iterations_reached"
     assert _status(env, "m")["campaigns"][0]["status"] == "max_iterations_reached"
     assert not [pr for pr in _ours(tmp_path) if "vllm" in " ".join(pr.cmdline())]
 
@@ -165,7 +198,9 @@ def test_a_failed_stage_stops_the_servers_and_says_so_and_two_advances_never_run
     assert "Logging error" not in r.stdout + r.stderr
     row = _status(env, "f")["campaigns"][0]
     assert row["status"] == "failed" and "dataset is empty" in row["failure"]
-    assert not [pr for pr in _ours(tmp_path) if "vllm" in " ".join(pr.cmdline())]  # the failure stopped the server
+    assert not [
+        pr for pr in _ours(tmp_path) if "vllm" in " ".join(pr.cmdline())
+    ]  # the failure stopped the server
     _no_secret_anywhere(tmp_path)
 
 
@@ -211,7 +246,11 @@ def test_a_server_that_never_becomes_ready_is_stopped_and_forgotten(tmp_path, ti
 def test_hostile_s3_keys_write_nothing_outside_the_campaign(tmp_path, monkeypatch):
     from dagster_aws.s3 import S3Resource
 
-    for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(k, v)
     outside = tmp_path / "outside"
     with s3_server() as url:
@@ -241,7 +280,10 @@ def test_hostile_suites_are_clear_errors(write_suite, tmp_path):
     with pytest.raises(InputError, match=r"bin.md: not UTF-8 text"):
         load_suite(str(root))
     (root / "docs" / "bin.md").unlink()
-    for meta, why in (("[1, 2]", "expected an object"), ('{"name": 5}', "name: Input should be a valid string")):
+    for meta, why in (
+        ("[1, 2]", "expected an object"),
+        ('{"name": 5}', "name: Input should be a valid string"),
+    ):
         (root / "suite.json").write_text(meta)
         with pytest.raises(InputError, match=rf"suite.json: .*{why}"):
             load_suite(str(root))
@@ -259,11 +301,19 @@ def test_hostile_suites_are_clear_errors(write_suite, tmp_path):
         ({"target_pass_rate": True}, r"target_pass_rate: Input should be a valid number"),
         ({"max_iterations": "5"}, r"max_iterations: Input should be a valid integer"),
         ({"datagen": {"min_services": 6}}, r"datagen.min_services \(6\) is above datagen.max_services \(5\)"),
-        ({"quality": {"min_question_chars": 600}}, r"quality.min_question_chars \(600\) is above quality.max_question_chars"),
-        ({"serving": {"api_key_env": SECRET}}, r"serving.api_key_env: expected the name of an environment variable"),
+        (
+            {"quality": {"min_question_chars": 600}},
+            r"quality.min_question_chars \(600\) is above quality.max_question_chars",
+        ),
+        (
+            {"serving": {"api_key_env": SECRET}},
+            r"serving.api_key_env: expected the name of an environment variable",
+        ),
         ({"llm": {"providers": {"openai": {"api_key_env": SECRET}}}}, r"api_key_env: expected the name"),
-        ({"model_backend": "vllm", "serving": {"base_url": "http://user:hunter2@gpu:8000"}},
-         r"serving.base_url: credentials in the URL are refused .* \(got 'http://\*\*\*@gpu:8000'\)"),
+        (
+            {"model_backend": "vllm", "serving": {"base_url": "http://user:hunter2@gpu:8000"}},
+            r"serving.base_url: credentials in the URL are refused .* \(got 'http://\*\*\*@gpu:8000'\)",
+        ),
     ],
 )
 def test_hostile_configs_are_refused_without_echoing_secrets(data, expected):
@@ -279,7 +329,10 @@ def test_names_paths_and_launches(tmp_path, monkeypatch, write_suite):
         with pytest.raises(InputError, match="campaign name"):
             check_campaign_name(name)
     # a relative suite path is stored resolved: a step elsewhere (daemon, worker, Pipes) finds it
-    suite = write_suite({"svc": "# Svc\n- default port: 6120\n"}, [{"id": "q", "service": "svc", "question": "Port?", "reference": "6120"}])
+    suite = write_suite(
+        {"svc": "# Svc\n- default port: 6120\n"},
+        [{"id": "q", "service": "svc", "question": "Port?", "reference": "6120"}],
+    )
     monkeypatch.chdir(suite.parent)
     monkeypatch.setenv("BCOMC_HOME", str(tmp_path / "home"))
     store = ArtifactStore(tmp_path / "home")
@@ -288,9 +341,13 @@ def test_names_paths_and_launches(tmp_path, monkeypatch, write_suite):
         cfg = parse_config({"eval_suite": "suite"})
         real_add = instance.add_dynamic_partitions
 
-        def another_launch_won(name, keys):  # both checked "not there" at the same instant; the other inserted
+        def another_launch_won(
+            name, keys
+        ):  # both checked "not there" at the same instant; the other inserted
             real_add(name, keys)
-            raise sqlite3.IntegrityError("UNIQUE constraint failed: dynamic_partitions.partitions_def_name, partition")
+            raise sqlite3.IntegrityError(
+                "UNIQUE constraint failed: dynamic_partitions.partitions_def_name, partition"
+            )
 
         monkeypatch.setattr(instance, "add_dynamic_partitions", another_launch_won)
         with pytest.raises(InputError, match="campaign 'same' exists already"):
@@ -299,7 +356,7 @@ def test_names_paths_and_launches(tmp_path, monkeypatch, write_suite):
         driver.launch(instance, defs, store, cfg, "same2")
         with pytest.raises(InputError, match="campaign 'same2' exists already"):
             driver.launch(instance, defs, store, cfg, "same2")
-    assert stages.load_campaign(store, "same2").eval_suite == str(suite)
+    assert store.config("same2").eval_suite == str(suite)
 
 
 def test_ollama_names_that_differ_in_case_do_not_collide():
@@ -326,19 +383,25 @@ def test_the_daemons_failed_runs_are_recorded_where_status_reads_them(tmp_path, 
         defs = driver.load_defs()
         driver.launch(instance, defs, store, parse_config({}), "d")
         instance.add_dynamic_partitions(iterations.name, ["1"])
-        res = defs.resolve_job_def("iteration_job").execute_in_process(  # no baseline: the analysis cannot start
-            instance=instance, partition_key=iteration_key("d", 1), tags={"campaign": "d"}, raise_on_error=False
+        res = defs.resolve_job_def(
+            "iteration_job"
+        ).execute_in_process(  # no baseline: the analysis cannot start
+            instance=instance,
+            partition_key=iteration_key("d", 1),
+            tags={"campaign": "d"},
+            raise_on_error=False,
         )
         assert not res.success
         run = instance.get_run_by_id(res.run_id)
         failure = next(e for e in res.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
         with dg.build_run_status_sensor_context(
-            sensor_name="campaign_failure_sensor", dagster_instance=instance, dagster_run=run, dagster_event=failure,
+            sensor_name="campaign_failure_sensor",
+            dagster_instance=instance,
+            dagster_run=run,
+            dagster_event=failure,
             resources={"artifacts": defs.resources["artifacts"]},  # BCOMC_HOME: this test's folder
-        ).for_run_failure() as ctx:  # fmt: skip
+        ).for_run_failure() as ctx:
             campaign_failure_sensor(ctx)
-    fail = stages.last_failure(store, "d")
+    fail = campaign_state.last_failure(store, "d")
     assert fail.iteration == 1 and fail.stage == "failure_analysis" and "baseline eval report" in fail.error
-    from bcomc_dagster import campaign_state
-
     assert campaign_state.state(store, "d") == "failed"

@@ -4,7 +4,8 @@ import pytest
 from safetensors import safe_open
 
 from bcomc_dagster.training.chat import encode_pairs
-from bcomc_dagster.training.finetune import TrainSettings, finetune
+from bcomc_dagster.training.finetune import finetune
+from bcomc_dagster.training.manifest import TrainSettings
 from bcomc_dagster.training.weights import weights_fingerprint
 
 PAIRS = [(f"What is the port of svc{i}?", f"The port of svc{i} is {1000 + i}.") for i in range(12)]
@@ -22,7 +23,9 @@ def test_loss_is_on_answer_tokens_only(tiny_base):
 
 def test_finetune_writes_adapter_merged_and_manifest(tiny_base, tmp_path):
     out = tmp_path / "ckpt"
-    m = finetune(tiny_base, PAIRS, out, TrainSettings(epochs=8, learning_rate=5e-3, batch_size=4, threads=2), "c-it1")
+    m = finetune(
+        tiny_base, PAIRS, out, TrainSettings(epochs=8, learning_rate=5e-3, batch_size=4, threads=2), "c-it1"
+    )
     assert (out / "adapter" / "adapter_config.json").is_file()
     assert (out / "merged" / "config.json").is_file() and (out / "merged" / "tokenizer.json").is_file()
     saved = json.loads((out / "manifest.json").read_text())
@@ -64,11 +67,15 @@ def test_merged_weights_keep_the_bases_dtype_and_the_manifest_says_what_ran(tiny
     AutoTokenizer.from_pretrained(tiny_base).save_pretrained(half)
     tok = AutoTokenizer.from_pretrained(tiny_base)
     rows, _ = encode_pairs(tok, PAIRS, 128)
-    cut = max(r["labels"].index(next(t for t in r["labels"] if t != -100)) for r in rows) + 1  # one answer token left
+    cut = (
+        max(r["labels"].index(next(t for t in r["labels"] if t != -100)) for r in rows) + 1
+    )  # one answer token left
     m = finetune(half, PAIRS, tmp_path / "ck", TrainSettings(epochs=1, batch_size=4, max_length=cut), "c-it1")
     with safe_open(tmp_path / "ck" / "merged" / "model.safetensors", "pt") as f:
-        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
-    assert m.merged_dtype == "bfloat16" and m.max_length == cut and m.truncated == len(PAIRS)  # every pair is longer
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}  # noqa: SIM118 - not a dict
+    assert (
+        m.merged_dtype == "bfloat16" and m.max_length == cut and m.truncated == len(PAIRS)
+    )  # every pair is longer
     hw = m.hardware
     assert hw.device == "cpu" and hw.precision == "fp32" and hw.mfu is None
     assert hw.tokens == cut * len(PAIRS) and hw.tokens_per_second > 0 and hw.peak_memory_mb > 0
@@ -88,7 +95,11 @@ def test_packing_keeps_every_answer_label_masks_prompts_and_trains_like_padding(
     assert answers == [a + "<|end|>" for _, a in PAIRS[:3]]
     settings = TrainSettings(epochs=3, learning_rate=5e-3, batch_size=4, threads=2)
     packed = finetune(tiny_base, PAIRS, tmp_path / "packed", settings, "p")
-    padded = finetune(tiny_base, PAIRS, tmp_path / "padded", settings.model_copy(update={"packing": False}), "q")
+    padded = finetune(
+        tiny_base, PAIRS, tmp_path / "padded", settings.model_copy(update={"packing": False}), "q"
+    )
     assert packed.hardware.tokens == padded.hardware.tokens
-    assert packed.loss_curve[0][1] == pytest.approx(padded.loss_curve[0][1], rel=1e-3)  # the same loss, step for step
+    assert packed.loss_curve[0][1] == pytest.approx(
+        padded.loss_curve[0][1], rel=1e-3
+    )  # the same loss, step for step
     assert packed.final_loss == pytest.approx(padded.final_loss, rel=0.05)

@@ -1,8 +1,9 @@
 import pytest
 
-from bcomc_dagster.evals.judge import ReferenceJudge, normalise
+from bcomc_dagster.evals.judge import ReferenceJudge
 from bcomc_dagster.evals.suite import Question
 from bcomc_dagster.loop import Decision, decide
+from bcomc_dagster.text import normalise
 
 Q = Question(id="q", service="s", question="Port?", reference="7443", aliases=("seven four",))
 

@@ -39,18 +39,31 @@ def fake(server, monkeypatch):
     f, _ = server
     f.faults.clear(), f.calls.clear(), f.poison.clear()
     f.latency_s = 0
-    for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-                 "ANTHROPIC_API_KEY": "test", "OPENAI_API_KEY": "test"}.items():  # fmt: skip
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "ANTHROPIC_API_KEY": "test",
+        "OPENAI_API_KEY": "test",
+    }.items():
         monkeypatch.setenv(k, v)
     return f
 
 
 def client(server, backend, model="claude-3-5-haiku", meter=None, cache=None, **settings) -> LLMClient:
     _, url = server
-    s = registry.ProviderSettings(base_url=url + ("/v1" if backend == "openai" else ""), **{"max_retries": 3, "timeout_s": 5, **settings})
+    s = registry.ProviderSettings(
+        base_url=url + ("/v1" if backend == "openai" else ""),
+        **{"max_retries": 3, "timeout_s": 5, **settings},
+    )
     model_id = registry.resolve_model(backend, model)
-    return LLMClient(registry.create(backend, model_id, s), "generator", meter or Meter("t"),
-                     price_of([model, model_id], {}), cache)  # fmt: skip
+    return LLMClient(
+        registry.create(backend, model_id, s),
+        "generator",
+        meter or Meter("t"),
+        price_of([model, model_id], {}),
+        cache,
+    )
 
 
 def a_request():
@@ -62,13 +75,28 @@ def a_request():
 def test_structured_output_and_usage_accounting(fake, server, backend):
     c = client(server, backend)
     out = c.complete(a_request())
-    assert out.data == {"question": "What is the default port of Brambledb?", "answer": "The default port of Brambledb is 6120."}
-    assert (out.usage.input_tokens, out.usage.output_tokens) == fake.usage(backend) and out.usage.input_tokens > 20
+    assert out.data == {
+        "question": "What is the default port of Brambledb?",
+        "answer": "The default port of Brambledb is 6120.",
+    }
+    assert (out.usage.input_tokens, out.usage.output_tokens) == fake.usage(
+        backend
+    ) and out.usage.input_tokens > 20
     call = fake.calls[-1]
-    assert call.tool == "qa_pair" and "an SRE would ask" in call.prompt and "Service docs passage (Brambledb > Reference):" in call.prompt
-    assert "- Default port: 6120\n- Replication factor: 5" in call.prompt and "Ask about: default port: 6120 (" in call.prompt
-    expected_model = {"bedrock": "anthropic.claude-3-5-haiku-20241022-v1:0", "anthropic": "claude-3-5-haiku-20241022",
-                      "openai": "claude-3-5-haiku"}[backend]  # fmt: skip
+    assert (
+        call.tool == "qa_pair"
+        and "an SRE would ask" in call.prompt
+        and "Service docs passage (Brambledb > Reference):" in call.prompt
+    )
+    assert (
+        "- Default port: 6120\n- Replication factor: 5" in call.prompt
+        and "Ask about: default port: 6120 (" in call.prompt
+    )
+    expected_model = {
+        "bedrock": "anthropic.claude-3-5-haiku-20241022-v1:0",
+        "anthropic": "claude-3-5-haiku-20241022",
+        "openai": "claude-3-5-haiku",
+    }[backend]
     assert call.model == expected_model  # the alias table, per provider
     cost = c.meter.cost.roles["generator"]
     assert cost.calls == 1 and cost.cost_usd == pytest.approx(Price(input=0.8, output=4.0).cost(out.usage))
@@ -78,7 +106,11 @@ def test_structured_output_and_usage_accounting(fake, server, backend):
 def test_throttling_and_5xx_are_retried_by_the_sdk(fake, server, backend):
     fake.script("throttle", "error500", None)
     out = client(server, backend).complete(a_request())
-    assert out.data["question"] and len(fake.calls) == 3 and [c.answered for c in fake.calls] == [False, False, True]
+    assert (
+        out.data["question"]
+        and len(fake.calls) == 3
+        and [c.answered for c in fake.calls] == [False, False, True]
+    )
 
 
 @pytest.mark.parametrize("backend", PROVIDERS)
@@ -121,7 +153,10 @@ def test_malformed_answers_are_retried_with_the_error(fake, server, backend):
     fake.script("malformed", None)
     pair, attempts = ask_structured(client(server, backend), a_request(), PairOut.model_validate, retries=1)
     assert attempts == 2 and pair.answer == "The default port of Brambledb is 6120."
-    assert "That answer is invalid" in fake.calls[1].prompt and "question" in fake.calls[1].prompt.split("invalid:")[1]
+    assert (
+        "That answer is invalid" in fake.calls[1].prompt
+        and "question" in fake.calls[1].prompt.split("invalid:")[1]
+    )
     fake.script("malformed", "malformed")
     with pytest.raises(InvalidAnswer, match="no valid answer after 2 attempts"):
         ask_structured(client(server, backend), a_request(), PairOut.model_validate, retries=1)
@@ -135,9 +170,15 @@ def test_cache_answers_repeats_so_a_rerun_pays_only_for_new_calls(fake, server, 
     again = client(server, "bedrock", meter=m2, cache=ResponseCache(tmp_path))
     assert again.complete(a_request()).cached and len(fake.calls) == 1
     stats = m2.cost.roles["generator"]
-    assert stats.cached_calls == 1 and m2.cost.new_spend_usd == 0 and stats.cached_input_tokens == stats.input_tokens > 0
+    assert (
+        stats.cached_calls == 1
+        and m2.cost.new_spend_usd == 0
+        and stats.cached_input_tokens == stats.input_tokens > 0
+    )
     assert m2.cost.cost_usd == m1.cost.cost_usd > 0  # the artifact's cost is still what it cost
-    other = pair_request(coordinator.plan_requests(SUITE, "brambledb", 1, 5)[0])  # another variant: another request
+    other = pair_request(
+        coordinator.plan_requests(SUITE, "brambledb", 1, 5)[0]
+    )  # another variant: another request
     assert not again.complete(other).cached and len(fake.calls) == 2
 
 
@@ -172,13 +213,17 @@ def test_rate_limit_spaces_calls_of_one_provider(fake, server):
 def test_generator_fans_out_one_call_per_pair_and_skips_a_failing_service(fake, server):
     fake.poison["Service: Cindervault"] = "error500"
     worker = LLMWorker(client(server, "bedrock", max_retries=0))
-    r = coordinator.generate(SUITE, ["brambledb", "cindervault", "driftkey"], 6, worker, "c", 1, max_retries=2, concurrency=4)
+    r = coordinator.generate(
+        SUITE, ["brambledb", "cindervault", "driftkey"], 6, worker, "c", 1, max_retries=2, concurrency=4
+    )
     assert r.produced == {"brambledb": 6, "driftkey": 6} and "cindervault" in r.skipped_services
     assert "InternalServerException" in r.skipped_services["cindervault"] and r.attempts["cindervault"] == 3
     assert len([c for c in fake.calls if "Service: Brambledb" in c.prompt]) == 6  # one call per pair
     p = r.pairs[0]
     assert p.provenance.model == "bedrock:anthropic.claude-3-5-haiku-20241022-v1:0"
-    assert p.provenance.passage == "docs/brambledb.md#0" and p.provenance.fact is None  # the intro names no fact: an angle
+    assert (
+        p.provenance.passage == "docs/brambledb.md#0" and p.provenance.fact is None
+    )  # the intro names no fact: an angle
     assert r.pairs[1].provenance.snippet.startswith("Brambledb > Reference\n\n- Default port: 6120")
     assert r.pairs[1].provenance.fact == "- Default port: 6120"
     assert (p.provenance.iteration, p.provenance.attempt) == (1, 1)
@@ -198,7 +243,9 @@ def test_synthesis_rewrites_batches_and_keeps_a_failed_batch_raw(fake, server):
     s = synthesize(client(server, "anthropic", "claude-3-5-sonnet"), raw, batch_size=3, concurrency=1)
     assert s.batches == 2 and list(s.failed_batches) == [0] and s.rewritten == 3
     assert [p.question for p in s.pairs[:3]] == [p.question for p in raw[:3]]  # kept raw
-    assert s.pairs[3].question.startswith("What's") or s.pairs[3].question == raw[3].question.replace("What is", "What's")
+    assert s.pairs[3].question.startswith("What's") or s.pairs[3].question == raw[3].question.replace(
+        "What is", "What's"
+    )
     assert s.pairs[3].provenance.synthesizer == "anthropic:claude-3-5-sonnet-20241022"
     assert s.pairs[3].provenance.snippet == raw[3].provenance.snippet
 
@@ -207,14 +254,18 @@ def test_llm_analyzer_answers_in_the_plans_shape(fake, server):
     history = [report({"brambledb": 0, "cindervault": 1, "driftkey": 2, "ferrocache": 4})]
     a = llm_analyze(client(server, "anthropic", "claude-3-5-sonnet"), history, examples_per_service=20)
     assert a.datagen_services == ["brambledb", "cindervault", "driftkey"] and a.datagen_count == 20
-    assert a.analyzer == "anthropic:claude-3-5-sonnet-20241022" and a.attempts == 1 and a.fallback_reason is None
+    assert (
+        a.analyzer == "anthropic:claude-3-5-sonnet-20241022" and a.attempts == 1 and a.fallback_reason is None
+    )
     assert '"example_failures"' in fake.calls[0].prompt and "q brambledb 0?" in fake.calls[0].prompt
 
 
 def test_llm_analyzer_falls_back_to_the_deterministic_one_and_says_so(fake, server):
     history = [report({"brambledb": 0, "cindervault": 1, "driftkey": 2, "ferrocache": 4})]
     fake.script("malformed", "malformed", "malformed")
-    a = llm_analyze(client(server, "bedrock", "claude-3-5-sonnet"), history, examples_per_service=20, retries=2)
+    a = llm_analyze(
+        client(server, "bedrock", "claude-3-5-sonnet"), history, examples_per_service=20, retries=2
+    )
     assert a.analyzer == "embedded (fallback)" and "no valid answer after 3 attempts" in a.fallback_reason
     assert a.datagen_services == ["brambledb", "cindervault", "driftkey"]
 
@@ -223,8 +274,14 @@ def test_llm_analyzer_validation_rejects_unknown_services():
     from bcomc_dagster.analysis.llm_analyzer import validator
 
     parse = validator({"a", "b", "c"}, failing=3, min_services=3, max_services=5, max_count=10)
-    good = {"summary": "s", "priority_services": {"a": 1}, "datagen_services": ["a", "b", "c"], "datagen_count": 5,
-            "suggested_actions": [], "trend_analysis": {}}  # fmt: skip
+    good = {
+        "summary": "s",
+        "priority_services": {"a": 1},
+        "datagen_services": ["a", "b", "c"],
+        "datagen_count": 5,
+        "suggested_actions": [],
+        "trend_analysis": {},
+    }
     assert parse(good).datagen_services == ["a", "b", "c"]
     with pytest.raises(ValueError, match=r"unknown services \['zz'\]"):
         parse({**good, "datagen_services": ["a", "b", "zz"]})
@@ -240,15 +297,37 @@ def test_grounding_by_the_judge_model_drops_unsupported_answers(fake, server):
     from bcomc_dagster.evals.llm_judge import grounding_verdicts
 
     def p(q, a):
-        return QAPair(service="brambledb", question=q, answer=a,
-                      provenance=Provenance(campaign="c", iteration=1, model="m", snippet="Brambledb > Reference\n\n- Default port: 6120"))  # fmt: skip
+        return QAPair(
+            service="brambledb",
+            question=q,
+            answer=a,
+            provenance=Provenance(
+                campaign="c", iteration=1, model="m", snippet="Brambledb > Reference\n\n- Default port: 6120"
+            ),
+        )
 
-    good, bad = p("What is the default port of Brambledb?", "Brambledb listens on 6120."), p("Which port?!", "It is 8080.")
-    fake.script(None, "malformed", "malformed")  # the second pair's verdict never comes: not taken as supported
+    good, bad = (
+        p("What is the default port of Brambledb?", "Brambledb listens on 6120."),
+        p("Which port?!", "It is 8080."),
+    )
+    fake.script(
+        None, "malformed", "malformed"
+    )  # the second pair's verdict never comes: not taken as supported
     verdicts = grounding_verdicts(client(server, "openai", "judge-7b"), [good, bad], concurrency=1)
-    assert verdicts[good.id][0] is True and verdicts[bad.id][0] is False and "no verdict" in verdicts[bad.id][1]
-    assert grounding_verdicts(client(server, "openai", "judge-7b"), [bad])[bad.id] == (False, "not in the passage: ['8080']")
-    r = filter_pairs([good, bad], [], EvalIndex({}), QualityConfig(grounding="judge", min_question_chars=5), judged=verdicts)
+    assert (
+        verdicts[good.id][0] is True and verdicts[bad.id][0] is False and "no verdict" in verdicts[bad.id][1]
+    )
+    assert grounding_verdicts(client(server, "openai", "judge-7b"), [bad])[bad.id] == (
+        False,
+        "not in the passage: ['8080']",
+    )
+    r = filter_pairs(
+        [good, bad],
+        [],
+        EvalIndex({}),
+        QualityConfig(grounding="judge", min_question_chars=5),
+        judged=verdicts,
+    )
     assert [x.id for x in r.kept] == [good.id] and r.dropped[0].reason == "ungrounded"
     assert r.dropped[0].detail.startswith("judge: no verdict")
 
@@ -271,6 +350,8 @@ def test_llm_judge_grades_and_counts_malformed_verdicts_as_errors(fake, server):
     assert r.judge_errors == 1 and len(r.answers) == 40 and len(r.failures) == 39
     svc = r.results_by_service[r.answers[0].service]
     assert svc.errors == 1 and svc.total == 4 and svc.pass_rate == 0.0
-    fake.script(None, "malformed", "malformed", None, "malformed", "malformed", None, "malformed", "malformed")
+    fake.script(
+        None, "malformed", "malformed", None, "malformed", "malformed", None, "malformed", "malformed"
+    )
     with pytest.raises(EvalIncomplete, match="no verdict for 3 of 40 answers"):
         run_suite(SUITE, f"{url}/v1", "tiny", judge, concurrency=1, max_judge_error_rate=0.05)

@@ -9,20 +9,31 @@ from bcomc_dagster.evals.judge import ReferenceJudge
 from bcomc_dagster.evals.runner import run_suite
 from bcomc_dagster.evals.suite import load_suite
 from bcomc_dagster.serving.ollama import OllamaDeployer
-from bcomc_dagster.training.finetune import TrainSettings, finetune
+from bcomc_dagster.training.finetune import finetune
+from bcomc_dagster.training.manifest import TrainSettings
 from bcomc_dagster.training.weights import weights_fingerprint
 
 from .fakes import serve
 from .fakes.ollama import FakeOllama
 
-PAIRS = [(f"What is the default port of Svc{i}?", f"The default port of Svc{i} is {7000 + i}.") for i in range(8)]
+PAIRS = [
+    (f"What is the default port of Svc{i}?", f"The default port of Svc{i} is {7000 + i}.") for i in range(8)
+]
 
 
 @pytest.fixture(scope="module")
 def ckpts(tiny_base, tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpts")
-    good = finetune(tiny_base, PAIRS, root / "good", TrainSettings(epochs=8, learning_rate=1e-2, batch_size=4), "c1-it1")
-    noop = finetune(tiny_base, PAIRS[:2], root / "noop", TrainSettings(epochs=1, learning_rate=1e-12, batch_size=2), "c1-noop")
+    good = finetune(
+        tiny_base, PAIRS, root / "good", TrainSettings(epochs=8, learning_rate=1e-2, batch_size=4), "c1-it1"
+    )
+    noop = finetune(
+        tiny_base,
+        PAIRS[:2],
+        root / "noop",
+        TrainSettings(epochs=1, learning_rate=1e-12, batch_size=2),
+        "c1-noop",
+    )
     return {"good": (root / "good", good), "noop": (root / "noop", noop)}
 
 
@@ -46,7 +57,11 @@ def test_create_from_merged_checkpoint_then_reeval_through_v1(deployed, ckpts):
     fake, d = deployed
     path, manifest = ckpts["good"]
     dep = d.deploy(path, manifest, 1)
-    assert dep.served_model == "c1-it1:latest" and dep.replaced == "c1-base:latest" and dep.mode == "ollama-create"
+    assert (
+        dep.served_model == "c1-it1:latest"
+        and dep.replaced == "c1-base:latest"
+        and dep.mode == "ollama-create"
+    )
     assert d.live().model == "c1-it1:latest" and d.live().fingerprint == manifest.merged_fingerprint
     # the server holds exactly the files of the merged checkpoint
     served = fake.models["c1-it1:latest"][2]

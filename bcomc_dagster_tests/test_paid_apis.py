@@ -34,12 +34,22 @@ def _needs(*names: str) -> None:
 
 @pytest.mark.parametrize("backend", ["bedrock", "anthropic", "openai"])
 def test_one_grounded_pair_from_the_real_api(backend):
-    _needs(*{"bedrock": ["AWS_DEFAULT_REGION"], "anthropic": ["ANTHROPIC_API_KEY"], "openai": ["OPENAI_API_KEY"]}[backend])
+    _needs(
+        *{
+            "bedrock": ["AWS_DEFAULT_REGION"],
+            "anthropic": ["ANTHROPIC_API_KEY"],
+            "openai": ["OPENAI_API_KEY"],
+        }[backend]
+    )
     name = os.environ.get("BCOMC_OPENAI_MODEL", "gpt-4o-mini") if backend == "openai" else "claude-3-5-haiku"
     model = registry.resolve_model(backend, name)
-    settings = registry.ProviderSettings(base_url=os.environ.get("OPENAI_BASE_URL") if backend == "openai" else None)
+    settings = registry.ProviderSettings(
+        base_url=os.environ.get("OPENAI_BASE_URL") if backend == "openai" else None
+    )
     meter = Meter("paid")
-    client = LLMClient(registry.create(backend, model, settings), "generator", meter, price_of([name, model], {}))
+    client = LLMClient(
+        registry.create(backend, model, settings), "generator", meter, price_of([name, model], {})
+    )
     request = coordinator.plan_requests(load_suite("demo"), "brambledb", 1, 0)[0]
     pair, attempts = ask_structured(client, pair_request(request), PairOut.model_validate)
     assert "6120" in pair.answer and attempts <= 2

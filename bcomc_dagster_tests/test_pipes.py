@@ -4,8 +4,7 @@ streams into the run's logs, the checkpoint lands in the store, and a failure th
 import dagster as dg
 import pytest
 
-from bcomc_dagster import stages
-from bcomc_dagster.artifacts import ArtifactStore
+from bcomc_dagster.artifacts import CHECKPOINT, CONFIG, DATASET, REPORT, ArtifactStore
 from bcomc_dagster.config import parse_config
 from bcomc_dagster.datagen import dataset
 from bcomc_dagster.datagen.schema import Provenance, QAPair
@@ -23,10 +22,19 @@ def test_checkpoint_trains_in_a_pipes_process(tmp_path, monkeypatch):
 
     monkeypatch.setenv("BCOMC_HOME", str(tmp_path))
     store = ArtifactStore(tmp_path)
-    store.write_json("c", None, stages.CONFIG, parse_config({"finetune": {"runner": "pipes", "epochs": 2, "batch_size": 4}}))
-    pairs = [QAPair(service="s", question=f"What is the port of Svc{k}?", answer=f"The port of Svc{k} is {7000 + k}.",
-                    provenance=Provenance(campaign="c", iteration=1, model="m", snippet="-")) for k in range(8)]  # fmt: skip
-    dataset.write_jsonl(store.path("c", 1, stages.DATASET), pairs)
+    store.write_json(
+        "c", None, CONFIG, parse_config({"finetune": {"runner": "pipes", "epochs": 2, "batch_size": 4}})
+    )
+    pairs = [
+        QAPair(
+            service="s",
+            question=f"What is the port of Svc{k}?",
+            answer=f"The port of Svc{k} is {7000 + k}.",
+            provenance=Provenance(campaign="c", iteration=1, model="m", snippet="-"),
+        )
+        for k in range(8)
+    ]
+    dataset.write_jsonl(store.path("c", 1, DATASET), pairs)
     job = defs().resolve_job_def("iteration_job").get_subset(asset_selection={dg.AssetKey("checkpoint")})
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("campaign", ["c"])
@@ -36,16 +44,21 @@ def test_checkpoint_trains_in_a_pipes_process(tmp_path, monkeypatch):
         logs = _messages(instance, res.run_id)
         assert any("fine-tune: step 4/4 loss" in m for m in logs)  # streamed from the Pipes process
         assert any("fine-tune: done, 4 steps" in m for m in logs)
-        m = stages.read_manifest(store, "c", 1)
+        m = store.manifest("c", 1)
         assert m.steps == 4 and m.data_rows == 8 and m.settings.epochs == 2
         md = res.get_asset_materialization_events()[0].materialization.metadata
         assert md["steps"].value == 4 and md["final_loss"].value == pytest.approx(m.final_loss)
 
         # iteration 2 has no dataset: the Pipes process fails and so does the step, saying why
-        bad = job.execute_in_process(instance=instance, partition_key=iteration_key("c", 2), raise_on_error=False)
+        bad = job.execute_in_process(
+            instance=instance, partition_key=iteration_key("c", 2), raise_on_error=False
+        )
         assert not bad.success
-        assert any("the training dataset of iteration 2 is missing" in (m or "") for m in _messages(instance, bad.run_id))
-        assert not store.path("c", 2, stages.CHECKPOINT).exists()
+        assert any(
+            "the training dataset of iteration 2 is missing" in (m or "")
+            for m in _messages(instance, bad.run_id)
+        )
+        assert not store.path("c", 2, CHECKPOINT).exists()
 
 
 def test_a_pipes_process_elsewhere_trains_from_and_into_the_bucket(tmp_path, monkeypatch):
@@ -58,14 +71,29 @@ def test_a_pipes_process_elsewhere_trains_from_and_into_the_bucket(tmp_path, mon
 
     here, there = ArtifactStore(tmp_path / "here"), ArtifactStore(tmp_path / "there")
     with s3_server(ARTIFACT_BUCKET) as url:
-        for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-                     "AWS_ENDPOINT_URL": url, "BCOMC_S3_BUCKET": ARTIFACT_BUCKET, "BCOMC_HOME": str(here.root)}.items():  # fmt: skip
+        for k, v in {
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": url,
+            "BCOMC_S3_BUCKET": ARTIFACT_BUCKET,
+            "BCOMC_HOME": str(here.root),
+        }.items():
             monkeypatch.setenv(k, v)
-        here.write_json("c", None, stages.CONFIG, parse_config({"finetune": {"runner": "pipes", "epochs": 1, "batch_size": 4}}))
-        pairs = [QAPair(service="s", question=f"What is the port of Svc{k}?", answer=f"The port of Svc{k} is {7000 + k}.",
-                        provenance=Provenance(campaign="c", iteration=1, model="m", snippet="-")) for k in range(4)]  # fmt: skip
-        dataset.write_jsonl(here.path("c", 1, stages.DATASET), pairs)
-        here.write_json("c", 0, stages.REPORT, {"not": "needed for training"})
+        here.write_json(
+            "c", None, CONFIG, parse_config({"finetune": {"runner": "pipes", "epochs": 1, "batch_size": 4}})
+        )
+        pairs = [
+            QAPair(
+                service="s",
+                question=f"What is the port of Svc{k}?",
+                answer=f"The port of Svc{k} is {7000 + k}.",
+                provenance=Provenance(campaign="c", iteration=1, model="m", snippet="-"),
+            )
+            for k in range(4)
+        ]
+        dataset.write_jsonl(here.path("c", 1, DATASET), pairs)
+        here.write_json("c", 0, REPORT, {"not": "needed for training"})
         mirror = S3Mirror(__import__("boto3").client("s3", endpoint_url=url), ARTIFACT_BUCKET)
         assert mirror.push(here, "c") == 3
         __import__("shutil").rmtree(here.root)  # the launching machine keeps nothing but the bucket
@@ -75,12 +103,24 @@ def test_a_pipes_process_elsewhere_trains_from_and_into_the_bucket(tmp_path, mon
         with dg.instance_for_test() as instance:
             instance.add_dynamic_partitions("campaign", ["c"])
             instance.add_dynamic_partitions("iteration", ["1"])
-            res = job.execute_in_process(instance=instance, partition_key=iteration_key("c", 1), resources={"finetune_pipes": elsewhere})
+            res = job.execute_in_process(
+                instance=instance,
+                partition_key=iteration_key("c", 1),
+                resources={"finetune_pipes": elsewhere},
+            )
             assert res.success
             logs = _messages(instance, res.run_id)
         assert any("fine-tune: 2 artifact(s) from s3://bcomc-artifacts/bcomc/c" in m for m in logs), logs
-        pulled = sorted(p.relative_to(there.campaign_dir("c")).as_posix() for p in there.campaign_dir("c").rglob("*") if p.is_file())
-        assert "0/eval_report.json" not in pulled and "campaign.json" in pulled and "1/checkpoint/manifest.json" in pulled
+        pulled = sorted(
+            p.relative_to(there.campaign_dir("c")).as_posix()
+            for p in there.campaign_dir("c").rglob("*")
+            if p.is_file()
+        )
+        assert (
+            "0/eval_report.json" not in pulled
+            and "campaign.json" in pulled
+            and "1/checkpoint/manifest.json" in pulled
+        )
         assert "1/checkpoint/manifest.json" in mirror.keys("c")
-        m = stages.read_manifest(here, "c", 1)  # the step brought it back from the bucket
-        assert m.data_rows == 4 and m.merged_fingerprint == stages.read_manifest(there, "c", 1).merged_fingerprint
+        m = here.manifest("c", 1)  # the step brought it back from the bucket
+        assert m.data_rows == 4 and m.merged_fingerprint == there.manifest("c", 1).merged_fingerprint

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from dagster._core.instance.config import dagster_instance_config
 
-from bcomc_dagster import driver, stages
+from bcomc_dagster import driver
 from bcomc_dagster.artifacts import ArtifactStore
 from bcomc_dagster.config import parse_config
 
@@ -34,8 +34,13 @@ def database():
 
 @pytest.fixture
 def pg_env(database, monkeypatch):
-    for k, v in {"DAGSTER_PG_USERNAME": PG["user"], "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_HOST": PG["host"],
-                 "DAGSTER_PG_DB": database, "DAGSTER_COMPUTE_LOG_BUCKET": "bcomc-logs"}.items():  # fmt: skip
+    for k, v in {
+        "DAGSTER_PG_USERNAME": PG["user"],
+        "DAGSTER_PG_PASSWORD": "",
+        "DAGSTER_PG_HOST": PG["host"],
+        "DAGSTER_PG_DB": database,
+        "DAGSTER_COMPUTE_LOG_BUCKET": "bcomc-logs",
+    }.items():
         monkeypatch.setenv(k, v)
     return database
 
@@ -46,8 +51,10 @@ def test_the_production_config_validates(pg_env, tmp_path):
     assert cfg["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
     limits = cfg["concurrency"]["runs"]["tag_concurrency_limits"]
     per_value = {"applyLimitPerUniqueValue": True}
-    assert limits == [{"key": "campaign", "value": per_value, "limit": 1},
-                      {"key": "dagster/partition/campaign", "value": per_value, "limit": 1}]  # fmt: skip
+    assert limits == [
+        {"key": "campaign", "value": per_value, "limit": 1},
+        {"key": "dagster/partition/campaign", "value": per_value, "limit": 1},
+    ]
     assert cfg["concurrency"]["pools"] == {"granularity": "op", "default_limit": 1}
     # lost workers are retried by the daemon; a stage's own error is not
     assert cfg["run_retries"] == {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False}
@@ -60,8 +67,14 @@ def test_campaign_runs_to_its_outcome_on_postgres(pg_env, tmp_path, monkeypatch)
     config.pop("compute_logs")  # S3 compute logs are another test's; the rest is the production file
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("BCOMC_HOME", str(tmp_path / "artifacts"))
-    cfg = parse_config({"target_pass_rate": 100, "max_iterations": 1, "datagen": {"examples_per_service": 5},
-                        "finetune": {"epochs": 1}})  # fmt: skip
+    cfg = parse_config(
+        {
+            "target_pass_rate": 100,
+            "max_iterations": 1,
+            "datagen": {"examples_per_service": 5},
+            "finetune": {"epochs": 1},
+        }
+    )
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         store = ArtifactStore(tmp_path / "artifacts")
@@ -71,10 +84,13 @@ def test_campaign_runs_to_its_outcome_on_postgres(pg_env, tmp_path, monkeypatch)
         assert outcome.status == "max_iterations_reached" and outcome.iterations == 1
         run_keys = {r.tags.get("dagster/run_key") for r in instance.get_runs()}
         assert {"c-pg:0", "c-pg:1", "c-pg:outcome"} <= run_keys
-        assert stages.read_report(store, "c-pg", 1).model
+        assert store.report("c-pg", 1).model
     with psycopg2.connect(dbname=pg_env, **PG) as conn, conn.cursor() as cur:  # the records are in PostgreSQL
         cur.execute("SELECT count(*) FROM runs WHERE status = 'SUCCESS'")
         assert cur.fetchone()[0] == 4  # campaign_config, baseline, iteration 1, outcome + report
-        cur.execute("SELECT count(*) FROM event_logs WHERE asset_key = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'",
-                    ('["eval_report"]',))  # fmt: skip
+        cur.execute(
+            "SELECT count(*) FROM event_logs"
+            " WHERE asset_key = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'",
+            ('["eval_report"]',),
+        )
         assert cur.fetchone()[0] == 1

@@ -2,6 +2,7 @@
 
 import pytest
 
+from bcomc_dagster.artifacts import CHECKPOINT, CONFIG, DATASET, GENERATED
 from bcomc_dagster.datagen.card import dataset_card
 from bcomc_dagster.datagen.quality import EvalIndex, QualityConfig, contaminated, filter_pairs, grounding
 from bcomc_dagster.datagen.schema import Provenance, QAPair
@@ -12,8 +13,12 @@ CFG = QualityConfig()
 
 
 def pair(q, a="The default port of Brambledb is 6120.", snippet=SNIPPET, service="brambledb", it=1):
-    return QAPair(service=service, question=q, answer=a,
-                  provenance=Provenance(campaign="c", iteration=it, model="m", snippet=snippet))  # fmt: skip
+    return QAPair(
+        service=service,
+        question=q,
+        answer=a,
+        provenance=Provenance(campaign="c", iteration=it, model="m", snippet=snippet),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +75,13 @@ def test_invalid_pairs_are_dropped_with_the_reason(question, answer, detail):
 
 def test_a_paraphrased_eval_question_is_caught(evals):
     # eval question brambledb-1: "Which default port is Brambledb reachable on?"
-    r = run([pair("Which default port is Brambledb reachable on, please?"), pair("On which port can I reach Brambledb?")],
-            evals_=evals)  # fmt: skip
+    r = run(
+        [
+            pair("Which default port is Brambledb reachable on, please?"),
+            pair("On which port can I reach Brambledb?"),
+        ],
+        evals_=evals,
+    )
     assert [d.reason for d in r.dropped] == ["contaminated"] and "brambledb-1" in r.dropped[0].detail
     assert [p.question for p in r.kept] == ["On which port can I reach Brambledb?"]
 
@@ -98,12 +108,26 @@ def test_exact_and_near_duplicates_keep_the_first_within_and_across_iterations()
         pair("what is the default port of brambledb ??", a="Brambledb's default port is 6120.", it=2),  # near
         pair("Tell me the default port of Brambledb.", it=2),  # a different phrasing: kept
         pair("Tell me the default port of the Brambledb.", it=2),  # near-duplicate of the one just kept
-        pair("What is the default port of Brambledb?", service="other", a="The default port of Other is 6120.", it=2),
+        pair(
+            "What is the default port of Brambledb?",
+            service="other",
+            a="The default port of Other is 6120.",
+            it=2,
+        ),
     ]
     r = filter_pairs(new, previous, EvalIndex({}), CFG, {"brambledb": ["Brambledb"], "other": ["Other"]})
     assert [d.reason for d in r.dropped] == ["duplicate", "near_duplicate", "near_duplicate"]
-    assert [p.question for p in r.kept] == ["Tell me the default port of Brambledb.", "What is the default port of Brambledb?"]
-    assert r.counts() == {"invalid": 0, "ungrounded": 0, "contaminated": 0, "duplicate": 1, "near_duplicate": 2}
+    assert [p.question for p in r.kept] == [
+        "Tell me the default port of Brambledb.",
+        "What is the default port of Brambledb?",
+    ]
+    assert r.counts() == {
+        "invalid": 0,
+        "ungrounded": 0,
+        "contaminated": 0,
+        "duplicate": 1,
+        "near_duplicate": 2,
+    }
     # running the same iteration again over the same previous rows keeps exactly the same pairs
     again = filter_pairs(new, previous, EvalIndex({}), CFG, {"brambledb": ["Brambledb"], "other": ["Other"]})
     assert [p.id for p in again.kept] == [p.id for p in r.kept]
@@ -111,8 +135,11 @@ def test_exact_and_near_duplicates_keep_the_first_within_and_across_iterations()
 
 def test_dataset_card_lists_rows_by_service_and_iteration_and_drops():
     previous = [pair("What is the default port of Brambledb?", it=1)]
-    new = [pair("Tell me the default port of Brambledb.", it=2), pair("Port?", it=2),
-           pair("What is Brambledb's default port?", a="It is 9999.", it=2)]  # fmt: skip
+    new = [
+        pair("Tell me the default port of Brambledb.", it=2),
+        pair("Port?", it=2),
+        pair("What is Brambledb's default port?", a="It is 9999.", it=2),
+    ]
     r = run(new, previous)
     card = dataset_card("c", 2, previous + r.kept, r)
     assert "campaign `c`, iteration 2" in card and "2 rows: 1 from earlier iterations, 1 added now" in card
@@ -126,7 +153,6 @@ def test_blocking_check_stops_an_iteration_that_would_train_on_an_eval_question(
     """quality.on_contamination 'fail': the pair reaches the dataset, the check fails, nothing trains."""
     import dagster as dg
 
-    from bcomc_dagster import stages
     from bcomc_dagster.artifacts import ArtifactStore
     from bcomc_dagster.config import parse_config
     from bcomc_dagster.datagen import dataset
@@ -135,22 +161,30 @@ def test_blocking_check_stops_an_iteration_that_would_train_on_an_eval_question(
 
     monkeypatch.setenv("BCOMC_HOME", str(tmp_path))
     store = ArtifactStore(tmp_path)
-    store.write_json("c-dirty", None, stages.CONFIG, parse_config({"quality": {"on_contamination": "fail"}}))
+    store.write_json("c-dirty", None, CONFIG, parse_config({"quality": {"on_contamination": "fail"}}))
     leaked = pair("Which default port is Brambledb reachable on?")  # eval question brambledb-1, verbatim
-    dataset.write_jsonl(store.path("c-dirty", 1, stages.GENERATED), [pair("On which port can I reach Brambledb?"), leaked])
+    dataset.write_jsonl(
+        store.path("c-dirty", 1, GENERATED), [pair("On which port can I reach Brambledb?"), leaked]
+    )
     d = defs()
-    job = d.resolve_job_def("iteration_job").get_subset(asset_selection={dg.AssetKey("training_dataset"), dg.AssetKey("checkpoint")})
+    job = d.resolve_job_def("iteration_job").get_subset(
+        asset_selection={dg.AssetKey("training_dataset"), dg.AssetKey("checkpoint")}
+    )
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("campaign", ["c-dirty"])
         instance.add_dynamic_partitions("iteration", ["1"])
-        res = job.execute_in_process(instance=instance, partition_key=iteration_key("c-dirty", 1), raise_on_error=False)
+        res = job.execute_in_process(
+            instance=instance, partition_key=iteration_key("c-dirty", 1), raise_on_error=False
+        )
         assert not res.success
         check = res.get_asset_check_evaluations()[0]
         assert not check.passed and check.metadata["contaminated_pairs"].value == 1
         assert check.metadata["offending_pairs"].value[0]["pair"] == leaked.id
         assert check.metadata["offending_pairs"].value[0]["eval_question"] == "brambledb-1"
         failed = [e.step_key for e in res.all_events if e.is_step_failure]
-        assert failed == ["training_dataset_no_eval_questions_in_training_data"]  # the check's step, nothing else
-        assert len(dataset.read_jsonl(store.path("c-dirty", 1, stages.DATASET))) == 2  # kept for inspection
-        assert not store.path("c-dirty", 1, stages.CHECKPOINT).exists()  # fine-tune never ran
+        assert failed == [
+            "training_dataset_no_eval_questions_in_training_data"
+        ]  # the check's step, nothing else
+        assert len(dataset.read_jsonl(store.path("c-dirty", 1, DATASET))) == 2  # kept for inspection
+        assert not store.path("c-dirty", 1, CHECKPOINT).exists()  # fine-tune never ran
         assert not instance.fetch_materializations(dg.AssetKey("checkpoint"), limit=1).records

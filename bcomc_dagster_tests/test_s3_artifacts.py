@@ -9,7 +9,7 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from bcomc_dagster import driver, stages
-from bcomc_dagster.artifacts import ArtifactStore
+from bcomc_dagster.artifacts import CHECKPOINT, CONFIG, GENERATED, REPORT, ArtifactStore
 from bcomc_dagster.config import parse_config
 from bcomc_dagster.defs.resources import ArtifactStoreResource
 from bcomc_dagster.errors import InputError, PredecessorMissing
@@ -28,7 +28,11 @@ def s3_url():
 
 @pytest.fixture
 def client(s3_url, monkeypatch):
-    for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(k, v)
     c = S3Resource(endpoint_url=s3_url, region_name="us-east-1").get_client()
     if BUCKET not in [b["Name"] for b in c.list_buckets()["Buckets"]]:
@@ -37,9 +41,9 @@ def client(s3_url, monkeypatch):
 
 
 def _fill(store: ArtifactStore, campaign: str) -> None:
-    store.write_json(campaign, None, stages.CONFIG, parse_config({}))
-    store.write_text(campaign, 1, stages.GENERATED, '{"q": 1}\n')
-    ckpt = store.iteration_dir(campaign, 1) / stages.CHECKPOINT
+    store.write_json(campaign, None, CONFIG, parse_config({}))
+    store.write_text(campaign, 1, GENERATED, '{"q": 1}\n')
+    ckpt = store.iteration_dir(campaign, 1) / CHECKPOINT
     (ckpt / "adapter").mkdir(parents=True)
     (ckpt / "adapter" / "adapter_model.safetensors").write_bytes(b"\0" * 2048)
     (ckpt / "manifest.json").write_text("{}")
@@ -55,14 +59,20 @@ def test_round_trip_keeps_machine_state_local_and_sends_manifests_last(client, t
     a, b = ArtifactStore(tmp_path / "a"), ArtifactStore(tmp_path / "b")
     _fill(a, "camp")
     assert mirror.push(a, "camp") == 4
-    assert uploads[-1] == "t1/camp/1/checkpoint/manifest.json"  # a checkpoint is whole once its manifest is there
-    assert set(mirror.keys("camp")) == {"campaign.json", "1/generated_examples.jsonl", "1/checkpoint/manifest.json",
-                                        "1/checkpoint/adapter/adapter_model.safetensors"}  # fmt: skip
+    assert (
+        uploads[-1] == "t1/camp/1/checkpoint/manifest.json"
+    )  # a checkpoint is whole once its manifest is there
+    assert set(mirror.keys("camp")) == {
+        "campaign.json",
+        "1/generated_examples.jsonl",
+        "1/checkpoint/manifest.json",
+        "1/checkpoint/adapter/adapter_model.safetensors",
+    }
     assert "serving/serving.json" not in mirror.keys("camp")
     assert mirror.pull(b, "camp") == 4 and mirror.pull(b, "camp") == 0  # nothing twice
     for rel in mirror.keys("camp"):
         assert (b.campaign_dir("camp") / rel).read_bytes() == (a.campaign_dir("camp") / rel).read_bytes()
-    assert stages.load_campaign(b, "camp") == parse_config({})
+    assert b.config("camp") == parse_config({})
 
 
 def test_push_sends_only_what_a_step_wrote(client, tmp_path):
@@ -73,7 +83,7 @@ def test_push_sends_only_what_a_step_wrote(client, tmp_path):
     _fill(store, "camp")
     mirror.push(store, "camp")
     started = time.time()
-    store.write_text("camp", 2, stages.REPORT, "{}")
+    store.write_text("camp", 2, REPORT, "{}")
     assert mirror.push(store, "camp", since=started) == 1
 
 
@@ -81,12 +91,12 @@ def test_a_checkpoint_without_its_manifest_is_incomplete_to_readers(client, tmp_
     mirror = S3Mirror(client, BUCKET, prefix="t3")
     a = ArtifactStore(tmp_path / "a")
     _fill(a, "camp")
-    (a.iteration_dir("camp", 1) / stages.CHECKPOINT / "manifest.json").unlink()  # the upload died before it
+    (a.iteration_dir("camp", 1) / CHECKPOINT / "manifest.json").unlink()  # the upload died before it
     mirror.push(a, "camp")
     b = ArtifactStore(tmp_path / "b")
     mirror.pull(b, "camp")
     with pytest.raises(PredecessorMissing, match="the checkpoint has no manifest; it is incomplete"):
-        stages.read_manifest(b, "camp", 1)
+        b.manifest("camp", 1)
 
 
 def test_campaigns_keep_to_their_own_keys(client, tmp_path):
@@ -113,8 +123,14 @@ def test_campaign_steps_find_their_predecessors_in_s3(client, s3_url, tmp_path, 
     resource = defs.resources["artifacts"]
     assert isinstance(resource, ArtifactStoreResource) and resource.s3_bucket == BUCKET
     store = ArtifactStore(home)
-    cfg = parse_config({"target_pass_rate": 100, "max_iterations": 1, "datagen": {"examples_per_service": 5},
-                        "finetune": {"epochs": 1}})  # fmt: skip
+    cfg = parse_config(
+        {
+            "target_pass_rate": 100,
+            "max_iterations": 1,
+            "datagen": {"examples_per_service": 5},
+            "finetune": {"epochs": 1},
+        }
+    )
     mirror = resource.mirror()
     with dg.instance_for_test() as instance:
         driver.launch(instance, defs, store, cfg, "c-s3")
@@ -128,7 +144,12 @@ def test_campaign_steps_find_their_predecessors_in_s3(client, s3_url, tmp_path, 
             outcome = driver.drive(instance, defs, store, "c-s3", out=lambda s: None)
             assert outcome.status == "max_iterations_reached"
             keys = mirror.keys("c-s3")
-            assert {"1/eval_report.json", "1/training_dataset.jsonl", "1/checkpoint/manifest.json", "outcome.json",
-                    "report.html"} <= set(keys)  # fmt: skip
+            assert {
+                "1/eval_report.json",
+                "1/training_dataset.jsonl",
+                "1/checkpoint/manifest.json",
+                "outcome.json",
+                "report.html",
+            } <= set(keys)
         finally:
             stages.deployer(store, cfg, "c-s3").stop()

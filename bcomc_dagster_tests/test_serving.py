@@ -16,13 +16,16 @@ from bcomc_dagster.evals.suite import load_suite
 from bcomc_dagster.serving import process
 from bcomc_dagster.serving.server import ServerDeployer
 from bcomc_dagster.training.base_model import build_base_model
-from bcomc_dagster.training.finetune import TrainSettings, finetune
+from bcomc_dagster.training.finetune import finetune
+from bcomc_dagster.training.manifest import TrainSettings
 from bcomc_dagster.training.weights import weights_fingerprint
 
 from .conftest import MODELS
 
 pytestmark = pytest.mark.server
-PAIRS = [(f"What is the default port of Svc{i}?", f"The default port of Svc{i} is {7000 + i}.") for i in range(16)]
+PAIRS = [
+    (f"What is the default port of Svc{i}?", f"The default port of Svc{i} is {7000 + i}.") for i in range(16)
+]
 FAST = TrainSettings(epochs=6, learning_rate=5e-3, batch_size=8, threads=2)
 
 
@@ -41,7 +44,9 @@ def ckpt(base, tmp_path_factory):
 def noop_ckpt(base, tmp_path_factory):
     """A LoRA that trained at a learning rate of 1e-12: it loads fine and changes nothing."""
     out = tmp_path_factory.mktemp("noop") / "checkpoint"
-    return out, finetune(base, PAIRS[:4], out, TrainSettings(epochs=1, learning_rate=1e-12, batch_size=4), "t-noop")
+    return out, finetune(
+        base, PAIRS[:4], out, TrainSettings(epochs=1, learning_rate=1e-12, batch_size=4), "t-noop"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +105,9 @@ def test_adapter_the_server_rejects_leaves_previous_serving(deployer, ckpt, tmp_
     bad = tmp_path / "bad"
     shutil.copytree(ckpt[0], bad)
     (bad / "adapter" / "adapter_model.safetensors").write_bytes(b"not weights")
-    manifest = ckpt[1].model_copy(update={"adapter_name": "t-bad", "adapter_fingerprint": weights_fingerprint(bad / "adapter")})
+    manifest = ckpt[1].model_copy(
+        update={"adapter_name": "t-bad", "adapter_fingerprint": weights_fingerprint(bad / "adapter")}
+    )
     before = deployer.live()
     with pytest.raises(ServingError, match="load_lora_adapter answered"):
         deployer.deploy(bad, manifest, 9)

@@ -16,14 +16,21 @@ def test_demo_suite_has_at_least_8_services_with_4_questions_each():
 
 
 def test_suite_by_path(write_suite):
-    root = write_suite({"svc": DOC}, [{"id": "q1", "service": "svc", "question": "Port?", "reference": "1234"}])
+    root = write_suite(
+        {"svc": DOC}, [{"id": "q1", "service": "svc", "question": "Port?", "reference": "1234"}]
+    )
     suite = load_suite(str(root))
     assert suite.services == ["svc"] and suite.questions[0].reference == "1234"
 
 
 def test_question_without_reference_names_file_line_and_field(write_suite):
-    root = write_suite({"svc": DOC}, [{"id": "q1", "service": "svc", "question": "Port?", "reference": "1"},
-                                      {"id": "q2", "service": "svc", "question": "Port?"}])
+    root = write_suite(
+        {"svc": DOC},
+        [
+            {"id": "q1", "service": "svc", "question": "Port?", "reference": "1"},
+            {"id": "q2", "service": "svc", "question": "Port?"},
+        ],
+    )
     with pytest.raises(InputError, match=r"questions.jsonl:2: reference: Field required"):
         load_suite(str(root))
 
@@ -35,8 +42,12 @@ def test_blank_reference_rejected(write_suite):
 
 
 def test_question_for_service_without_docs(write_suite):
-    root = write_suite({"svc": DOC}, [{"id": "q1", "service": "other", "question": "Port?", "reference": "1"}])
-    with pytest.raises(InputError, match=r"service 'other' has no documentation file docs/other\.<md\|markdown\|txt\|html"):
+    root = write_suite(
+        {"svc": DOC}, [{"id": "q1", "service": "other", "question": "Port?", "reference": "1"}]
+    )
+    with pytest.raises(
+        InputError, match=r"service 'other' has no documentation file docs/other\.<md\|markdown\|txt\|html"
+    ):
         load_suite(str(root))
 
 

@@ -23,10 +23,27 @@ pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.browser]
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # flags for a headless root session on a closed network (the env doc's list)
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-ASSETS = ["campaign_config", "baseline_eval", "failure_analysis", "generated_examples", "training_dataset",
-          "checkpoint", "deployment", "eval_report", "campaign_outcome"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ASSETS = [
+    "campaign_config",
+    "baseline_eval",
+    "failure_analysis",
+    "generated_examples",
+    "training_dataset",
+    "checkpoint",
+    "deployment",
+    "eval_report",
+    "campaign_outcome",
+]
 
 
 @pytest.fixture
@@ -44,8 +61,14 @@ def finished_campaign(tmp_path, monkeypatch):
     shutil.copy(ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
     monkeypatch.setenv("BCOMC_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
-    cfg = parse_config({"target_pass_rate": 100, "max_iterations": 1, "datagen": {"examples_per_service": 10},
-                        "finetune": {"epochs": 4, "learning_rate": 0.003}})  # fmt: skip
+    cfg = parse_config(
+        {
+            "target_pass_rate": 100,
+            "max_iterations": 1,
+            "datagen": {"examples_per_service": 10},
+            "finetune": {"epochs": 4, "learning_rate": 0.003},
+        }
+    )
     with dg.DagsterInstance.get() as instance:
         defs, store = driver.load_defs(), ArtifactStore(home)
         driver.launch(instance, defs, store, cfg, "ui-demo")
@@ -60,8 +83,12 @@ def dagster_dev(finished_campaign):
     log = open(finished_campaign / "dagster-dev.log", "wb")  # noqa: SIM115 - closed below, after the server
     proc = subprocess.Popen(
         [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -72,7 +99,10 @@ def dagster_dev(finished_campaign):
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail(f"dagster dev did not come up:\n{(finished_campaign / 'dagster-dev.log').read_text()[-3000:]}")
+                pytest.fail(
+                    "dagster dev did not come up:\n"
+                    + (finished_campaign / "dagster-dev.log").read_text()[-3000:]
+                )
             time.sleep(0.5)
         yield url
     finally:
@@ -82,7 +112,9 @@ def dagster_dev(finished_campaign):
 
 def test_lineage_partitions_and_plots_in_the_ui(dagster_dev, shots):
     if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is not installed: `make test` installs Debian's chromium (apt-get install chromium)")
+        pytest.fail(
+            "Chromium is not installed: `make test` installs Debian's chromium (apt-get install chromium)"
+        )
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
@@ -109,7 +141,9 @@ def test_lineage_partitions_and_plots_in_the_ui(dagster_dev, shots):
         expect(page.get_by_text("ui-demo|1").first).to_be_visible()
         page.screenshot(path=shots / "eval_report_partition.png")
         for plot, alt in (("pass_rate_plot", "pass rate"), ("service_heatmap", "per-service pass rate")):
-            page.locator("tr", has_text=plot).get_by_text("[Show Markdown]").click()  # Markdown opens in a dialog
+            page.locator("tr", has_text=plot).get_by_text(
+                "[Show Markdown]"
+            ).click()  # Markdown opens in a dialog
             image = page.get_by_role("img", name=alt, exact=True)
             expect(image).to_be_visible()
             assert image.get_attribute("src").startswith("data:image/png;base64,")

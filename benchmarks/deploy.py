@@ -20,7 +20,8 @@ from bcomc_dagster.evals.suite import load_suite
 from bcomc_dagster.serving import process
 from bcomc_dagster.serving.server import ServerDeployer
 from bcomc_dagster.training.base_model import build_base_model
-from bcomc_dagster.training.finetune import TrainSettings, finetune
+from bcomc_dagster.training.finetune import finetune
+from bcomc_dagster.training.manifest import TrainSettings
 from bcomc_dagster.training.weights import weights_fingerprint
 
 
@@ -59,12 +60,19 @@ def main() -> None:
                 rows.append((mode, start_s, times, base_qps, statistics.median(qps)))
             finally:
                 d.stop()
-    print(f"\nvLLM deploy benchmark (engine {process.VLLM_ENGINE}, {args.repeats} deploys per mode, "
-          f"{len(suite.questions)} eval questions, concurrency {args.concurrency})")
-    print(f"{'mode':10} {'base start s':>12} {'deploy s (median)':>18} {'deploy s (max)':>15} "
-          f"{'eval q/s base':>14} {'eval q/s new':>13}")
+    print(
+        f"\nvLLM deploy benchmark (engine {process.VLLM_ENGINE}, {args.repeats} deploys per mode, "
+        f"{len(suite.questions)} eval questions, concurrency {args.concurrency})"
+    )
+    print(
+        f"{'mode':10} {'base start s':>12} {'deploy s (median)':>18} {'deploy s (max)':>15} "
+        f"{'eval q/s base':>14} {'eval q/s new':>13}"
+    )
     for mode, start_s, times, base_qps, new_qps in rows:
-        print(f"{mode:10} {start_s:12.1f} {statistics.median(times):18.2f} {max(times):15.2f} {base_qps:14.1f} {new_qps:13.1f}")
+        print(
+            f"{mode:10} {start_s:12.1f} {statistics.median(times):18.2f} {max(times):15.2f} "
+            f"{base_qps:14.1f} {new_qps:13.1f}"
+        )
     print("deploy s includes verification: the weights fingerprint, /v1/models, and 3 probe prompts.")
 
 

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bcomc_dagster.evals.suite import BUILTIN_DIR  # noqa: E402
 from bcomc_dagster.training.base_model import BaseModelSpec, build_base_model  # noqa: E402
-from bcomc_dagster.training.finetune import TrainSettings, finetune  # noqa: E402
+from bcomc_dagster.training.finetune import finetune  # noqa: E402
+from bcomc_dagster.training.manifest import TrainSettings
 
 SHAPES = {  # hidden, intermediate, layers, heads, kv heads, vocabulary
     "135m": (576, 1536, 30, 9, 3, 49152),
@@ -40,10 +41,17 @@ def model_folder(size: str, root: Path) -> Path:
     hidden, inter, layers, heads, kv, vocab = SHAPES[size]
     tok = AutoTokenizer.from_pretrained(tiny)
     config = LlamaConfig(
-        vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=2048,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id,
-    )  # fmt: skip
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        max_position_embeddings=2048,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.eos_token_id,
+    )
     torch.manual_seed(0)
     out = root / size
     LlamaForCausalLM(config).save_pretrained(out)
@@ -66,11 +74,15 @@ def main() -> None:
     a = p.parse_args()
     data = pairs(a.pairs)
     runs = {
-        "before": TrainSettings(epochs=a.epochs, batch_size=16, max_length=128, device="cpu", precision="fp32", packing=False),
+        "before": TrainSettings(
+            epochs=a.epochs, batch_size=16, max_length=128, device="cpu", precision="fp32", packing=False
+        ),
         "after": TrainSettings(epochs=a.epochs, batch_size=a.batch_size, max_length=1024),
     }
     print(f"{len(data)} pairs, {a.epochs:g} epoch(s)\n")
-    print("| model | settings | device | precision | batch | tokens/s | peak MB | MFU | seconds | final loss |")
+    print(
+        "| model | settings | device | precision | batch | tokens/s | peak MB | MFU | seconds | final loss |"
+    )
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for size in a.sizes.split(","):
@@ -79,9 +91,12 @@ def main() -> None:
                 m = finetune(folder, data, Path(tmp) / f"ck-{size}-{label}", settings, f"{size}-{label}")
                 hw = m.hardware
                 mfu = f"{hw.mfu:.1%}" if hw.mfu is not None else "n/a"
-                print(f"| {size} | {label} | {hw.device} | {hw.precision} | {settings.batch_size} | "
-                      f"{hw.tokens_per_second:,.0f} | {hw.peak_memory_mb:,.0f} | {mfu} | {m.train_seconds:.1f} | {m.final_loss:.4f} |",
-                      flush=True)  # fmt: skip
+                print(
+                    f"| {size} | {label} | {hw.device} | {hw.precision} | {settings.batch_size} | "
+                    f"{hw.tokens_per_second:,.0f} | {hw.peak_memory_mb:,.0f} | {mfu} | "
+                    f"{m.train_seconds:.1f} | {m.final_loss:.4f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

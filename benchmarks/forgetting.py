@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import dagster as dg  # noqa: E402
 
-from bcomc_dagster import driver, stages  # noqa: E402
+from bcomc_dagster import campaign_state, driver, stages  # noqa: E402
 from bcomc_dagster.artifacts import ArtifactStore  # noqa: E402
 from bcomc_dagster.config import DEMO_CONFIG, PROSE_DEMO_CONFIG, parse_config  # noqa: E402
 
@@ -42,14 +42,17 @@ def run(suite: str, share: float, iterations: int, tmp: Path) -> dict:
         defs = driver.load_defs()
         driver.launch(instance, defs, store, parse_config(data), "bench")
         driver.drive(instance, defs, store, "bench", out=lambda s: None)
-    eff = stages.campaign_effectiveness(store, "bench")
-    last = stages.read_report(store, "bench", stages.latest_iteration(store, "bench"))
+    eff = stages.record_effectiveness(store, "bench")
+    last = store.report("bench", campaign_state.latest_iteration(store, "bench"))
     drops = [r for r in eff.regressions if r.before > 0]
     return {
-        "rates": [g.pass_rate for g in eff.iterations], "drops": drops, "wall_s": time.monotonic() - t0,
+        "rates": [g.pass_rate for g in eff.iterations],
+        "drops": drops,
+        "wall_s": time.monotonic() - t0,
         "largest": max((r.before - r.after for r in drops), default=0.0),
-        "analyzed": last.pass_rate_analyzed, "held_out": last.pass_rate_held_out,
-    }  # fmt: skip
+        "analyzed": last.pass_rate_analyzed,
+        "held_out": last.pass_rate_held_out,
+    }
 
 
 def main() -> None:
@@ -58,15 +61,20 @@ def main() -> None:
     p.add_argument("--shares", nargs="+", type=float, default=[0.0, 0.25])
     p.add_argument("--iterations", type=int, default=3)
     args = p.parse_args()
-    print(f"{'suite':<6} {'rehearsal':>9}  {'pass rate by iteration':<24} {'drops':>5} {'largest':>7} "
-          f"{'analyzed':>8} {'held out':>8} {'wall s':>6}")  # fmt: skip
+    print(
+        f"{'suite':<6} {'rehearsal':>9}  {'pass rate by iteration':<24} {'drops':>5} {'largest':>7} "
+        f"{'analyzed':>8} {'held out':>8} {'wall s':>6}"
+    )
     for suite in args.suites:
         for share in args.shares:
             with tempfile.TemporaryDirectory() as tmp:
                 r = run(suite, share, args.iterations, Path(tmp))
             rates = " → ".join(f"{x:.1f}" for x in r["rates"])
-            print(f"{suite:<6} {share:>9.2f}  {rates:<24} {len(r['drops']):>5} {r['largest']:>7.1f} "
-                  f"{r['analyzed']:>8.1f} {r['held_out']:>8.1f} {r['wall_s']:>6.0f}", flush=True)  # fmt: skip
+            print(
+                f"{suite:<6} {share:>9.2f}  {rates:<24} {len(r['drops']):>5} {r['largest']:>7.1f} "
+                f"{r['analyzed']:>8.1f} {r['held_out']:>8.1f} {r['wall_s']:>6.0f}",
+                flush=True,
+            )
             for d in r["drops"]:
                 print(f"{'':<18}iteration {d.iteration}: {d.service} {d.before:.0f}% → {d.after:.0f}%")
 

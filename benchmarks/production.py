@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 import dagster as dg  # noqa: E402
 
-from bcomc_dagster import driver, stages  # noqa: E402
-from bcomc_dagster.artifacts import ArtifactStore  # noqa: E402
+from bcomc_dagster import driver  # noqa: E402
+from bcomc_dagster.artifacts import OUTCOME, ArtifactStore  # noqa: E402
 from bcomc_dagster.config import DEMO_CONFIG, load_config  # noqa: E402
 from bcomc_dagster_tests.stack import production_stack, wait_for  # noqa: E402
 
@@ -33,8 +33,14 @@ from bcomc_dagster_tests.stack import production_stack, wait_for  # noqa: E402
 def embedded(tmp: Path) -> dict:
     env = {**os.environ, "BCOMC_HOME": str(tmp / "home"), "DAGSTER_HOME": str(tmp / "dagster")}
     t0 = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "bcomc_dagster.cli", "demo", "--json"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "bcomc_dagster.cli", "demo", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result = json.loads(out.stdout)
     return {"wall_s": time.monotonic() - t0, "pass_rates": result["pass_rates"], "status": result["status"]}
 
@@ -44,7 +50,7 @@ def production(tmp: Path) -> dict:
         store = ArtifactStore(stack.home)
         t0, t_launch = time.monotonic(), time.time()
         driver.launch(instance, driver.load_defs(), store, load_config(DEMO_CONFIG), "demo-prod")
-        path = store.path("demo-prod", None, stages.OUTCOME)
+        path = store.path("demo-prod", None, OUTCOME)
 
         def done():  # the outcome written, and the run that wrote it (and the report) finished
             runs = instance.get_runs(dg.RunsFilter(job_name="outcome_job", tags={"campaign": "demo-prod"}))
@@ -52,19 +58,31 @@ def production(tmp: Path) -> dict:
 
         wait_for(done, 1800, "the demo campaign's outcome", every=0.5, log=tmp / "daemon.log")
         wall = time.monotonic() - t0
-        outcome = stages.Outcome.model_validate_json(path.read_text())
+        outcome = store.outcome("demo-prod")
         runs, previous_end = [], t_launch
         for rec in reversed(instance.get_run_records()):
             st = instance.get_run_stats(rec.dagster_run.run_id)
             created = rec.create_timestamp.timestamp()
-            runs.append((rec.dagster_run.job_name, rec.dagster_run.tags.get("dagster/partition", ""), created - previous_end,
-                         st.start_time - created, st.end_time - st.start_time))  # fmt: skip
+            runs.append(
+                (
+                    rec.dagster_run.job_name,
+                    rec.dagster_run.tags.get("dagster/partition", ""),
+                    created - previous_end,
+                    st.start_time - created,
+                    st.end_time - st.start_time,
+                )
+            )
             previous_end = st.end_time
         for serving in stack.home.glob("campaigns/*/serving"):  # the servers the campaigns left running
             from bcomc_dagster.serving.process import stop_recorded
 
             stop_recorded(serving)
-    return {"wall_s": wall, "pass_rates": {str(k): v for k, v in outcome.pass_rates.items()}, "status": outcome.status, "runs": runs}
+    return {
+        "wall_s": wall,
+        "pass_rates": {str(k): v for k, v in outcome.pass_rates.items()},
+        "status": outcome.status,
+        "runs": runs,
+    }
 
 
 def main() -> None:
@@ -82,7 +100,10 @@ def main() -> None:
     for name, r in rows.items():
         rates = " → ".join(f"{v:.1f}" for v in r["pass_rates"].values())
         print(f"| {name} | {r['wall_s']:.0f} s | {r['status']} | {rates} % |")
-    print("\nproduction runs: the sensor's reaction (previous run's end to this run's creation), queue and launch")
+    print(
+        "\nproduction runs: the sensor's reaction (previous run's end to this run's creation), "
+        "queue and launch"
+    )
     print("(creation to start), and the run (start to end):")
     print("| run | partition | sensor | queue + launch | run |\n|---|---|---|---|---|")
     for job, partition, sensor, launch, run in prod["runs"]:

@@ -8,14 +8,15 @@ error, then the deterministic analyzer takes over and the analysis says so.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from bcomc_dagster.analysis.analyzer import Analysis, analyze, trend
 from bcomc_dagster.evals.report import EvalReport
-from bcomc_dagster.llm.base import ChatRequest, LLMError, Message, PermanentLLMError
+from bcomc_dagster.llm.base import ChatRequest, Message, TransientLLMError
 from bcomc_dagster.llm.client import LLMClient
-from bcomc_dagster.llm.cost import BudgetExceeded
 from bcomc_dagster.llm.structured import ask_structured, schema_of
 
 
@@ -36,7 +37,9 @@ SYSTEM = (
 )
 
 
-def failure_report(history: list[EvalReport], examples_per_service: int = 3, regressed: list[str] | tuple[str, ...] = ()) -> dict:
+def failure_report(
+    history: list[EvalReport], examples_per_service: int = 3, regressed: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
     """What the analyzer model sees: the last report per service, the trend, a few failures each, and the
     services the last checkpoint made worse than the live model."""
     last = history[-1]
@@ -52,10 +55,12 @@ def failure_report(history: list[EvalReport], examples_per_service: int = 3, reg
     return {**out, "regressed_services": sorted(regressed)} if regressed else out
 
 
-def validator(services: set[str], failing: int, min_services: int, max_services: int, max_count: int):
+def validator(
+    services: set[str], failing: int, min_services: int, max_services: int, max_count: int
+) -> Callable[[dict[str, Any]], Analysis]:
     low = min(min_services, failing)
 
-    def parse(data: dict) -> Analysis:
+    def parse(data: dict[str, Any]) -> Analysis:
         out = AnalysisOut.model_validate(data)
         unknown = [s for s in [*out.datagen_services, *out.priority_services] if s not in services]
         if unknown:
@@ -85,9 +90,7 @@ def llm_analyze(
     parse = validator(set(last.results_by_service), failing, min_services, max_services, examples_per_service)
     try:
         analysis, attempts = ask_structured(client, req, parse, retries)
-    except (PermanentLLMError, BudgetExceeded):
-        raise
-    except LLMError as e:
+    except TransientLLMError as e:
         fallback = analyze(history, examples_per_service, min_services, max_services, regressed)
         return fallback.model_copy(update={"analyzer": "embedded (fallback)", "fallback_reason": str(e)[:500]})
     return analysis.model_copy(update={"analyzer": client.label, "attempts": attempts})

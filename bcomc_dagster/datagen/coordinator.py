@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -21,7 +21,6 @@ from bcomc_dagster.datagen.schema import Provenance, QAPair
 from bcomc_dagster.errors import InputError
 from bcomc_dagster.evals.suite import Suite
 from bcomc_dagster.llm.base import PermanentLLMError
-from bcomc_dagster.llm.cost import BudgetExceeded
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,9 @@ class Worker(Protocol):
     name: str
     needs_facts: bool  # True: only passages that state facts are of use to it
 
-    def generate(self, request: PairRequest, prompt_config: dict | None = None) -> tuple[str, str]: ...
+    def generate(
+        self, request: PairRequest, prompt_config: dict[str, str] | None = None
+    ) -> tuple[str, str]: ...
 
 
 def passages(suite: Suite, service: str, budget: int = DEFAULT_BUDGET) -> list[Passage]:
@@ -83,7 +84,7 @@ class GenerationResult(BaseModel):
     produced: dict[str, int]
     skipped_services: dict[str, str]  # service -> why
     attempts: dict[str, int]
-    synthesis: dict | None = None  # the synthesis pass: batches, rewritten, failed_batches
+    synthesis: dict[str, Any] | None = None  # the synthesis pass: batches, rewritten, failed_batches
 
 
 def plan_requests(
@@ -107,7 +108,7 @@ def generate(
     already: dict[str, int] | None = None,
     max_retries: int = 2,
     concurrency: int = 8,
-    prompt_config: dict | None = None,
+    prompt_config: dict[str, str] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     budget: int = DEFAULT_BUDGET,
 ) -> GenerationResult:
@@ -136,7 +137,7 @@ def generate(
                 passage=g.passage.id, fact=g.fact.text if g.fact else None,
             )
             return service, idx, QAPair(service=service, question=question, answer=answer, provenance=prov), None
-        except (PermanentLLMError, BudgetExceeded):
+        except PermanentLLMError:
             raise  # will not heal by retrying: fail the stage at once
         except Exception as e:  # noqa: BLE001 - a worker's failure is recorded per service, not swallowed
             return service, idx, None, f"{type(e).__name__}: {e}"

@@ -5,14 +5,13 @@ Iteration i = iteration i-1's rows + the new pairs of iteration i that pass ``qu
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from bcomc_dagster.datagen.schema import QAPair
-from bcomc_dagster.errors import InputError
+from bcomc_dagster.errors import InputError, field_errors
+from bcomc_dagster.files import atomic_write
 
 
 def read_jsonl(path: Path) -> list[QAPair]:
@@ -22,18 +21,12 @@ def read_jsonl(path: Path) -> list[QAPair]:
             try:
                 rows.append(QAPair.model_validate_json(line))
             except ValidationError as e:
-                raise InputError(f"{path}:{lineno}: not a training pair: {e.errors()[0]['msg']}") from e
+                raise InputError(f"{path}:{lineno}: not a training pair: {field_errors(e, 'row')[0]}") from e
     return rows
 
 
 def write_jsonl(path: Path, rows: list[QAPair]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w") as f:
-        for r in rows:
-            f.write(r.model_dump_json() + "\n")
-    os.replace(tmp, path)
+    atomic_write(Path(path), "".join(r.model_dump_json() + "\n" for r in rows))
 
 
 def rows_by_service(rows: list[QAPair]) -> dict[str, int]:

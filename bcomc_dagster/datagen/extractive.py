@@ -38,7 +38,7 @@ class ExtractiveWorker:
     name = "extractive"
     needs_facts = True
 
-    def generate(self, request: PairRequest, prompt_config: dict | None = None) -> tuple[str, str]:
+    def generate(self, request: PairRequest, prompt_config: dict[str, str] | None = None) -> tuple[str, str]:
         fact = request.grounding.fact
         if fact is None:
             raise ValueError(f"{request.grounding.passage.id}: the extractive generator needs a fact to ask about")

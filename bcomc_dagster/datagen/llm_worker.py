@@ -8,14 +8,14 @@ synthesis pass, in which a stronger model rewrites batches of raw pairs without 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from bcomc_dagster.datagen.coordinator import PairRequest
 from bcomc_dagster.datagen.schema import QAPair
-from bcomc_dagster.llm.base import ChatRequest, LLMError, Message, PermanentLLMError
+from bcomc_dagster.llm.base import ChatRequest, Message, TransientLLMError
 from bcomc_dagster.llm.client import LLMClient
-from bcomc_dagster.llm.cost import BudgetExceeded
 from bcomc_dagster.llm.structured import ask_structured, schema_of
 
 # one style per variant, so that each call on the same passage and fact asks another kind of question
@@ -52,12 +52,14 @@ PAIR = schema_of(PairOut, "qa_pair", "Record one question-and-answer pair ground
 BATCH = schema_of(BatchOut, "qa_pairs", "Record the rewritten question-and-answer pairs, in the given order.")
 
 
-def _context(prompt_config: dict | None) -> tuple[str, str, str]:
+def _context(prompt_config: dict[str, str] | None) -> tuple[str, str, str]:
     pc = prompt_config or {}
     return pc.get("domain") or "a software product", pc.get("persona") or "a user", pc.get("doc_label") or "documentation"
 
 
-def pair_request(request: PairRequest, prompt_config: dict | None = None, temperature: float = 0.7) -> ChatRequest:
+def pair_request(
+    request: PairRequest, prompt_config: dict[str, str] | None = None, temperature: float = 0.7
+) -> ChatRequest:
     """The generator's prompt for one pair: one passage, the fact or angle to ask about, and one style of
     question per variant."""
     domain, persona, label = _context(prompt_config)
@@ -89,7 +91,7 @@ class LLMWorker:
         self.client, self.temperature = client, temperature
         self.name = client.label
 
-    def generate(self, request: PairRequest, prompt_config: dict | None = None) -> tuple[str, str]:
+    def generate(self, request: PairRequest, prompt_config: dict[str, str] | None = None) -> tuple[str, str]:
         req = pair_request(request, prompt_config, self.temperature)
         pair, _ = ask_structured(self.client, req, PairOut.model_validate, retries=1)
         return pair.question.strip(), pair.answer.strip()
@@ -103,7 +105,8 @@ class SynthesisResult(BaseModel):
 
 
 def synthesize(
-    client: LLMClient, pairs: list[QAPair], prompt_config: dict | None = None, batch_size: int = 10, concurrency: int = 4
+    client: LLMClient, pairs: list[QAPair], prompt_config: dict[str, str] | None = None, batch_size: int = 10,
+    concurrency: int = 4,
 ) -> SynthesisResult:
     """Rewrite pairs in batches for clarity and variety; a batch whose answer stays invalid keeps its raw
     pairs (and is reported). Facts stay those of each pair's passage: the quality filters check it again."""
@@ -121,7 +124,7 @@ def synthesize(
             for k, p in enumerate(batch)
         )
 
-        def parse(data: dict) -> list[PairOut]:
+        def parse(data: dict[str, Any]) -> list[PairOut]:
             out = BatchOut.model_validate(data).pairs
             if len(out) != len(batch):
                 raise ValueError(f"expected {len(batch)} pairs, got {len(out)}")
@@ -131,9 +134,7 @@ def synthesize(
                           temperature=0.3, schema=BATCH)  # fmt: skip
         try:
             out, _ = ask_structured(client, req, parse, retries=1)
-        except (PermanentLLMError, BudgetExceeded):
-            raise
-        except LLMError as e:
+        except TransientLLMError as e:
             return str(e)
         return [
             QAPair(service=p.service, question=o.question.strip(), answer=o.answer.strip(),

@@ -7,7 +7,6 @@ contaminated pair is caught even when it also duplicates another.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
@@ -17,10 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rapidfuzz import fuzz, process
 
 from bcomc_dagster.datagen.schema import QAPair
-from bcomc_dagster.evals.judge import normalise
+from bcomc_dagster.text import normalise, words
 
 REASONS = ("invalid", "ungrounded", "contaminated", "duplicate", "near_duplicate")
-_WORD = re.compile(r"[a-z0-9]+(?:[.\-_][a-z0-9]+)*")
 STOPWORDS = frozenset(
     "a an the is are was were be been of for in on at to by with from and or its it this that these those "
     "what which who whom whose when where why how do does did can could should would will shall may might "
@@ -80,8 +78,6 @@ class FilterResult(BaseModel):
 
 
 # -- text helpers ---------------------------------------------------------------------------------
-def words(text: str) -> list[str]:
-    return _WORD.findall(unicodedata.normalize("NFKC", text).lower())
 
 
 def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
@@ -212,9 +208,9 @@ def _scope(p: QAPair) -> tuple[str, str]:
     return p.service, p.provenance.passage or ""
 
 
-def contaminated(rows: list[QAPair], evals: EvalIndex) -> list[dict]:
+def contaminated(rows: list[QAPair], evals: EvalIndex) -> list[dict[str, object]]:
     """Training pairs whose question resembles an eval question: what the blocking check reports."""
-    out = []
+    out: list[dict[str, object]] = []
     for r in rows:
         if hit := evals.match(r.question):
             out.append({"pair": r.id, "question": r.question, "eval_question": hit[0], "overlap": hit[1]})

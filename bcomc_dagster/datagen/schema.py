@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bcomc_dagster.evals.judge import normalise
+from bcomc_dagster.text import normalise
 
 
 class Provenance(BaseModel):
@@ -31,7 +32,7 @@ class QAPair(BaseModel):
     answer: str = Field(min_length=1)
     provenance: Provenance
 
-    def model_post_init(self, _ctx) -> None:
+    def model_post_init(self, _ctx: Any) -> None:
         if not self.id:
             self.id = pair_id(self.service, self.question, self.answer)
 

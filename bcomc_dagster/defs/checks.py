@@ -1,6 +1,6 @@
 import dagster as dg
 
-from bcomc_dagster import stages
+from bcomc_dagster import campaign_state
 from bcomc_dagster.defs.assets import training_dataset
 from bcomc_dagster.defs.partitions import keys
 from bcomc_dagster.defs.resources import ArtifactStoreResource, mirrored
@@ -13,8 +13,8 @@ def no_eval_questions_in_training_data(
 ) -> dg.AssetCheckResult:
     """Fails the iteration if any training question resembles an eval question (word n-gram overlap at or
     above quality.decontamination_threshold); names the offending pairs."""
-    campaign, i = keys(context)
-    hits = stages.contamination(artifacts.store(), campaign, i)
+    campaign, i = keys(context)  # type: ignore[arg-type]  # keys reads only partition_key: a check has it
+    hits = campaign_state.contamination(artifacts.store(), campaign, i)
     return dg.AssetCheckResult(
         passed=not hits,
         metadata={"contaminated_pairs": len(hits), "offending_pairs": dg.MetadataValue.json(hits[:50])},

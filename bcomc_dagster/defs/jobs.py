@@ -30,7 +30,12 @@ baseline_job = dg.define_asset_job(
 iteration_job = dg.define_asset_job(
     "iteration_job",
     selection=dg.AssetSelection.assets(
-        "failure_analysis", "generated_examples", "training_dataset", "checkpoint", "deployment", "eval_report"
+        "failure_analysis",
+        "generated_examples",
+        "training_dataset",
+        "checkpoint",
+        "deployment",
+        "eval_report",
     ),
     partitions_def=campaign_iterations,
     executor_def=step_executor(),

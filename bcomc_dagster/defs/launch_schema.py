@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, cast
 
 import dagster as dg
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 _SCALARS = {bool: dg.Bool, int: dg.Int, float: dg.Float, str: dg.String}
 
 
-def _type(ann: Any):
+def _type(ann: Any) -> object:  # a Dagster config type: a ConfigType, a Python scalar type or dg.Any
     origin, args = typing.get_origin(ann), typing.get_args(ann)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
@@ -25,27 +27,27 @@ def _type(ann: Any):
     if origin is Literal:
         return dg.String  # the allowed values are in the description; pydantic enforces them
     if origin is dict:
-        return dg.Map(str, _type(args[1]))
+        return dg.Map(str, _type(args[1]))  # type: ignore[no-untyped-call]  # Map.__init__ is unannotated
     if origin in (list, tuple):
         return dg.Array(_type(args[0]))
     if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return dg.Shape(fields(ann))
+        return dg.Shape(fields(ann))  # type: ignore[no-untyped-call]  # Shape.__init__ is unannotated
     return _SCALARS.get(ann, dg.Any)
 
 
-def _default(field) -> Any:
+def _default(field: FieldInfo) -> Any:
     if field.default is not PydanticUndefined:
         d = field.default
     elif field.default_factory is not None:
-        d = field.default_factory()
+        d = cast(Callable[[], Any], field.default_factory)()  # the launch models' factories take no data
     else:
         return PydanticUndefined
     return d.model_dump(mode="json") if isinstance(d, BaseModel) else d
 
 
-def fields(model: type[BaseModel], defaults: dict | None = None) -> dict[str, dg.Field]:
+def fields(model: type[BaseModel], defaults: dict[str, Any] | None = None) -> dict[str, dg.Field]:
     """Dagster fields for a pydantic model; ``defaults`` (e.g. the demo config) override its defaults."""
-    out = {}
+    out: dict[str, dg.Field] = {}
     for name, f in model.model_fields.items():
         default = _default(f)
         sub = (defaults or {}).get(name, PydanticUndefined)
@@ -54,8 +56,13 @@ def fields(model: type[BaseModel], defaults: dict | None = None) -> dict[str, dg
         elif sub is not PydanticUndefined:
             default = sub
         kind = _type(f.annotation)
-        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel) and isinstance(default, dict):
-            kind = dg.Shape(fields(f.annotation, default))  # nested defaults, field by field...
+        if (
+            isinstance(f.annotation, type)
+            and issubclass(f.annotation, BaseModel)
+            and isinstance(default, dict)
+        ):
+            # nested defaults, field by field... (dagster's Shape.__init__ is unannotated)
+            kind = dg.Shape(fields(f.annotation, default))  # type: ignore[no-untyped-call]
             full = f.annotation.model_validate(default).model_dump(mode="json")  # ...and whole, when omitted
             out[name] = dg.Field(kind, default_value=full, is_required=False, description=f.description)
             continue

@@ -4,7 +4,7 @@ import sys
 import dagster as dg
 
 
-@dg.logger(description="One line per progress message of the loop's stages; engine events left out.")
+@dg.logger(None, description="One line per progress message of the loop's stages; engine events left out.")
 def progress(init_context: dg.InitLoggerContext) -> logging.Logger:
     log = logging.Logger("bcomc.progress", level=logging.INFO)
 

@@ -15,7 +15,12 @@ def keys(context: dg.AssetExecutionContext) -> tuple[str, int]:
     return k["campaign"], int(k["iteration"])
 
 
-PENDING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+PENDING = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 def earlier_in_backfill(context: dg.AssetExecutionContext) -> list[int]:
@@ -26,6 +31,12 @@ def earlier_in_backfill(context: dg.AssetExecutionContext) -> list[int]:
         return []
     campaign, i = keys(context)
     runs = context.instance.get_runs(
-        dg.RunsFilter(tags={"dagster/backfill": backfill, "dagster/partition/campaign": campaign}, statuses=PENDING)
+        dg.RunsFilter(
+            tags={"dagster/backfill": backfill, "dagster/partition/campaign": campaign}, statuses=PENDING
+        )
     )
-    return sorted(int(r.tags["dagster/partition/iteration"]) for r in runs if int(r.tags["dagster/partition/iteration"]) < i)
+    return sorted(
+        int(r.tags["dagster/partition/iteration"])
+        for r in runs
+        if int(r.tags["dagster/partition/iteration"]) < i
+    )

@@ -1,21 +1,22 @@
 import functools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from bcomc_dagster.artifacts import ArtifactStore
+from bcomc_dagster.files import home
 from bcomc_dagster.s3_mirror import S3Mirror, campaign_of
 
-
-def default_home() -> str:
-    return os.path.abspath(os.environ.get("BCOMC_HOME", ".bcomc"))
+R = TypeVar("R")
 
 
-class ArtifactStoreResource(dg.ConfigurableResource):
+# bare, as Dagster's own resources: subscripting it would put a pydantic generic model class in the MRO
+class ArtifactStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Where every artifact lives, addressed by {campaign}/{iteration}/{name}: a local folder, mirrored to
     S3 (``s3_bucket``) so that steps on any machine read and write the same campaign."""
 
@@ -34,7 +35,11 @@ class ArtifactStoreResource(dg.ConfigurableResource):
         """Where the bucket is, for a process elsewhere (a Pipes pod) that reads and writes it itself."""
         if not self.s3_bucket:
             return {}
-        return {"s3_bucket": self.s3_bucket, "s3_prefix": self.s3_prefix, **({"s3_endpoint_url": self.s3.endpoint_url} if self.s3.endpoint_url else {})}
+        return {
+            "s3_bucket": self.s3_bucket,
+            "s3_prefix": self.s3_prefix,
+            **({"s3_endpoint_url": self.s3.endpoint_url} if self.s3.endpoint_url else {}),
+        }
 
     def pull(self, campaign: str) -> None:
         if mirror := self.mirror():
@@ -52,11 +57,13 @@ class ArtifactStoreResource(dg.ConfigurableResource):
             mirror.push(store, campaign, since=started)
 
 
-def mirrored(fn):
+def mirrored(fn: Callable[..., R]) -> Callable[..., R]:
     """Run an asset or check body between a pull and a push of its campaign's artifacts."""
 
     @functools.wraps(fn)
-    def body(context, *args, **kwargs):
+    def body(
+        context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, *args: Any, **kwargs: Any
+    ) -> R:
         key = context.partition_key
         with kwargs["artifacts"].synced(campaign_of(key if isinstance(key, str) else str(key))):
             return fn(context, *args, **kwargs)
@@ -67,7 +74,7 @@ def mirrored(fn):
 def _from_env() -> ArtifactStoreResource:
     """BCOMC_HOME is the local folder; BCOMC_S3_BUCKET (+ BCOMC_S3_PREFIX, AWS_ENDPOINT_URL) turns on S3."""
     return ArtifactStoreResource(
-        root=default_home(), s3_bucket=os.environ.get("BCOMC_S3_BUCKET") or None,
+        root=str(home()), s3_bucket=os.environ.get("BCOMC_S3_BUCKET") or None,
         s3_prefix=os.environ.get("BCOMC_S3_PREFIX", "bcomc"),
         s3=S3Resource(endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None),
     )  # fmt: skip

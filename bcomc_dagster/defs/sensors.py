@@ -9,10 +9,13 @@ re-run of an eval report does not advance the campaign again).
 """
 
 import json
+from collections.abc import Callable, Sequence
+from typing import cast
 
 import dagster as dg
 
 from bcomc_dagster import campaign_state, stages
+from bcomc_dagster.artifacts import ANALYSIS, CONFIG, FAILURE, OUTCOME, REPORT, ArtifactStore
 from bcomc_dagster.defs.jobs import CAMPAIGN_TAG, baseline_job, iteration_job, outcome_job
 from bcomc_dagster.defs.partitions import campaign_iterations, iteration_key, iterations
 from bcomc_dagster.defs.resources import ArtifactStoreResource
@@ -22,9 +25,11 @@ from bcomc_dagster.loop import Decision
 WATCHED = ("campaign_config", "baseline_eval", "eval_report")
 
 
-def _new_records(instance: dg.DagsterInstance, asset: str, after: int | None):
+def _new_records(instance: dg.DagsterInstance, asset: str, after: int | None) -> Sequence[dg.EventLogRecord]:
     return instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), after_storage_id=after), limit=1000, ascending=True
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), after_storage_id=after),
+        limit=1000,
+        ascending=True,
     ).records
 
 
@@ -36,7 +41,10 @@ def _campaign_and_iteration(asset: str, partition: str) -> tuple[str, int]:
 
 
 def evaluate_tick(
-    context: dg.SensorEvaluationContext, store, pull=lambda campaign: None, locked_here: str | None = None
+    context: dg.SensorEvaluationContext,
+    store: ArtifactStore,
+    pull: Callable[[str], None] = lambda campaign: None,
+    locked_here: str | None = None,
 ) -> dg.SensorResult:
     """``pull(campaign)`` brings a campaign's artifacts here first (from S3, when they live there).
     A campaign that a CLI process is running (its lock is held; ``locked_here``: by the caller itself) is
@@ -44,11 +52,17 @@ def evaluate_tick(
     cursor = json.loads(context.cursor) if context.cursor else {}
     runs: list[dg.RunRequest] = []
     new_iterations: list[str] = []
+    assert iterations.name is not None
     known = set(context.instance.get_dynamic_partitions(iterations.name))
     deferred = []
-    pending = [(a, k, None) for a, k in cursor.pop("deferred", [])]
+    pending: list[tuple[str, str, dg.EventLogRecord | None]] = [
+        (a, k, None) for a, k in cursor.pop("deferred", [])
+    ]
     for asset in WATCHED:
-        pending += [(asset, rec.partition_key, rec) for rec in _new_records(context.instance, asset, cursor.get(asset))]
+        pending += [
+            (asset, cast(str, rec.partition_key), rec)  # every watched asset is partitioned
+            for rec in _new_records(context.instance, asset, cursor.get(asset))
+        ]
     for asset, partition, rec in pending:
         if rec is not None:
             cursor[asset] = rec.storage_id
@@ -61,18 +75,26 @@ def evaluate_tick(
             continue
         tags = {CAMPAIGN_TAG: campaign}
         if asset == "campaign_config":
-            if not store.path(campaign, 0, stages.REPORT).exists():  # else done already (e.g. by `bcomc demo`)
-                runs.append(dg.RunRequest(job_name=baseline_job.name, partition_key=campaign, run_key=f"{campaign}:0", tags=tags))
+            if not store.path(campaign, 0, REPORT).exists():  # else done already (e.g. by `bcomc demo`)
+                runs.append(
+                    dg.RunRequest(
+                        job_name=baseline_job.name, partition_key=campaign, run_key=f"{campaign}:0", tags=tags
+                    )
+                )
             continue
         try:
-            pass_rate = rec.asset_materialization.metadata["pass_rate"].value if rec else stages.read_report(store, campaign, i).pass_rate
+            # a materialisation record always holds its materialisation
+            pass_rate = (
+                cast(dg.AssetMaterialization, rec.asset_materialization).metadata["pass_rate"].value if rec
+                else store.report(campaign, i).pass_rate
+            )  # fmt: skip
             decision = stages.next_decision(store, campaign, i)
         except BcomcError as e:
             context.log.error(f"campaign {campaign}: cannot decide after iteration {i}: {e}")
             continue
         context.log.info(f"campaign {campaign} iteration {i}: {pass_rate:.1f}% -> {decision.value}")
         if decision is Decision.ADVANCE:
-            if store.path(campaign, i + 1, stages.ANALYSIS).exists():
+            if store.path(campaign, i + 1, ANALYSIS).exists():
                 continue  # iteration i+1 has started already: never advance twice
             nxt = str(i + 1)
             if nxt not in known:
@@ -80,12 +102,21 @@ def evaluate_tick(
                 new_iterations.append(nxt)
             runs.append(
                 dg.RunRequest(
-                    job_name=iteration_job.name, partition_key=iteration_key(campaign, i + 1),
-                    run_key=f"{campaign}:{i + 1}", tags=tags,
+                    job_name=iteration_job.name,
+                    partition_key=iteration_key(campaign, i + 1),
+                    run_key=f"{campaign}:{i + 1}",
+                    tags=tags,
                 )  # fmt: skip
             )
-        elif decision.final and not store.path(campaign, None, stages.OUTCOME).exists():
-            runs.append(dg.RunRequest(job_name=outcome_job.name, partition_key=campaign, run_key=f"{campaign}:outcome", tags=tags))
+        elif decision.final and not store.path(campaign, None, OUTCOME).exists():
+            runs.append(
+                dg.RunRequest(
+                    job_name=outcome_job.name,
+                    partition_key=campaign,
+                    run_key=f"{campaign}:outcome",
+                    tags=tags,
+                )
+            )
     if deferred:
         cursor["deferred"] = deferred
     return dg.SensorResult(
@@ -117,14 +148,18 @@ def campaign_failure_sensor(context: dg.RunFailureSensorContext, artifacts: Arti
     store = artifacts.store()
     key = run.tags.get("dagster/partition", "")
     i = int(key.split("|", 1)[1]) if "|" in key else 0
-    if not store.path(campaign, None, stages.CONFIG).exists():
+    if not store.path(campaign, None, CONFIG).exists():
         return
     failed = context.get_step_failure_events()
-    stage = failed[0].step_key if failed else run.job_name
+    stage = cast(str, failed[0].step_key) if failed else run.job_name  # a step's failure names its step
     error = failed[0].step_failure_data.error if failed else None
     cause = (error.cause or error) if error else None  # the stage's own error, not Dagster's wrapper
-    message = f"{cause.cls_name}: {cause.message.strip()}" if cause else (context.failure_event.message or "the run failed")
-    if not store.path(campaign, i, stages.FAILURE).exists() and not store.path(campaign, i, stages.REPORT).exists():
-        stages.record_failure(store, campaign, i, stage, RuntimeError(message))
+    message = (
+        f"{cause.cls_name}: {cause.message.strip()}"
+        if cause
+        else (context.failure_event.message or "the run failed")
+    )
+    if not store.path(campaign, i, FAILURE).exists() and not store.path(campaign, i, REPORT).exists():
+        campaign_state.record_failure(store, campaign, i, stage, RuntimeError(message))
     stopped = campaign_state.stop_after_failure(store, campaign)
     context.log.info(f"campaign {campaign}: run {run.run_id} failed at {stage}; stopped servers {stopped}")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
 
 from bcomc_dagster.evals.suite import Question
+from bcomc_dagster.text import normalise
 
 
 @dataclass(frozen=True)
@@ -23,11 +22,6 @@ class Judge(Protocol):
     def grade(self, question: Question, answer: str) -> Verdict: ...
 
 
-def normalise(text: str) -> str:
-    """Lower case, accents folded, punctuation to spaces (keeping the inner marks of 02:30, a.b, x-y)."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    text = re.sub(r"(?<![\w])[^\w\s]+|[^\w\s]+(?![\w])", " ", text)
-    return " ".join(text.split())
 
 
 class ReferenceJudge:

@@ -6,14 +6,18 @@ SDK's retries, is an error: counted apart, never as a pass or a fail.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from bcomc_dagster.evals.judge import Verdict
 from bcomc_dagster.evals.suite import Question
-from bcomc_dagster.llm.base import ChatRequest, LLMError, Message, PermanentLLMError
+from bcomc_dagster.llm.base import ChatRequest, Message, TransientLLMError
 from bcomc_dagster.llm.client import LLMClient
-from bcomc_dagster.llm.cost import BudgetExceeded
 from bcomc_dagster.llm.structured import ask_structured, schema_of
+
+if TYPE_CHECKING:
+    from bcomc_dagster.datagen.schema import QAPair
 
 
 class VerdictOut(BaseModel):
@@ -47,9 +51,7 @@ class LLMJudge:
         req = ChatRequest(system=self.system, messages=[Message(role="user", content=user)], max_tokens=200, schema=SCHEMA)
         try:
             v, _ = ask_structured(self.client, req, VerdictOut.model_validate, self.retries)
-        except (PermanentLLMError, BudgetExceeded):
-            raise
-        except LLMError as e:
+        except TransientLLMError as e:
             return Verdict(False, f"judge error: {e}"[:500], error=True)
         return Verdict(v.passed, v.reason)
 
@@ -66,19 +68,19 @@ SUPPORT_SYSTEM = (
 )
 
 
-def grounding_verdicts(client: LLMClient, pairs: list, concurrency: int = 8, retries: int = 1) -> dict[str, tuple[bool, str]]:
+def grounding_verdicts(
+    client: LLMClient, pairs: list[QAPair], concurrency: int = 8, retries: int = 1
+) -> dict[str, tuple[bool, str]]:
     """Pair id -> (supported, reason), one judge call per pair; a pair the judge cannot rule on is not
     taken as supported."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(p) -> tuple[str, tuple[bool, str]]:
+    def one(p: QAPair) -> tuple[str, tuple[bool, str]]:
         user = f"Service: {p.service}\nPassage:\n\"\"\"\n{p.provenance.snippet}\n\"\"\"\nQuestion: {p.question}\nAnswer: {p.answer}"
         req = ChatRequest(system=SUPPORT_SYSTEM, messages=[Message(role="user", content=user)], max_tokens=200, schema=SUPPORT)
         try:
             v, _ = ask_structured(client, req, SupportOut.model_validate, retries)
-        except (PermanentLLMError, BudgetExceeded):
-            raise
-        except LLMError as e:
+        except TransientLLMError as e:
             return p.id, (False, f"no verdict: {e}"[:300])
         return p.id, (v.supported, v.reason)
 

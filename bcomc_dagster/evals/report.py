@@ -3,8 +3,15 @@ improvement_delta) and its per-service table."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 from pydantic import BaseModel
+
+
+def pass_rate(passed: int, graded: int) -> float:
+    """Percent of the graded answers that passed, to 2 decimals (0 when none was graded)."""
+    return round(100.0 * passed / graded, 2) if graded else 0.0
 
 
 class ServiceResult(BaseModel):
@@ -14,8 +21,7 @@ class ServiceResult(BaseModel):
 
     @property
     def pass_rate(self) -> float:
-        graded = self.total - self.errors
-        return round(100.0 * self.passed / graded, 2) if graded else 0.0
+        return pass_rate(self.passed, self.total - self.errors)
 
 
 class Answer(BaseModel):
@@ -48,7 +54,7 @@ class EvalReport(BaseModel):
     judge_errors: int = 0
 
     @classmethod
-    def build(cls, answers: list[Answer], **fields) -> EvalReport:
+    def build(cls, answers: list[Answer], **fields: Any) -> EvalReport:
         rate, by_service = summarise(answers)
         held = [a for a in answers if a.held_out]
         split = {}
@@ -104,5 +110,4 @@ def summarise(answers: list[Answer]) -> tuple[float, dict[str, ServiceResult]]:
         r.passed += int(a.passed)
         r.errors += int(a.judge_error)
     graded = sum(not a.judge_error for a in answers)
-    rate = round(100.0 * sum(a.passed for a in answers) / graded, 2) if graded else 0.0
-    return rate, by_service
+    return pass_rate(sum(a.passed for a in answers), graded), by_service

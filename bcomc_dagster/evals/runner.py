@@ -7,12 +7,11 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from openai import OpenAI, OpenAIError
-
 from bcomc_dagster.errors import BcomcError, ServingError
 from bcomc_dagster.evals.judge import Judge
 from bcomc_dagster.evals.report import Answer, EvalReport
 from bcomc_dagster.evals.suite import Question, Suite
+from bcomc_dagster.serving.endpoint import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, NO_KEY, Endpoint
 
 
 class EvalIncomplete(BcomcError):
@@ -26,29 +25,25 @@ def run_suite(
     judge: Judge,
     concurrency: int = 8,
     max_tokens: int = 48,
-    api_key: str = "local",
+    api_key: str = NO_KEY,
     on_progress: Callable[[int, int], None] | None = None,
     held_out: frozenset[str] = frozenset(),
     max_judge_error_rate: float = 0.05,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_retries: int = DEFAULT_RETRIES,
 ) -> EvalReport:
     """Ask every question (temperature 0) and grade every answer; any unanswered question fails the run,
     and so do judge errors (verdicts that never came) above ``max_judge_error_rate`` of the questions."""
-    client = OpenAI(base_url=endpoint, api_key=api_key, max_retries=3, timeout=120)
+    client = Endpoint(endpoint, api_key, timeout_s, max_retries)
     started = time.monotonic()
     done = 0
 
     def ask(q: Question) -> Answer:
         nonlocal done
         try:
-            resp = client.chat.completions.create(
-                model=model,
-                messages=[{"role": "user", "content": q.question}],
-                temperature=0,
-                max_tokens=max_tokens,
-            )
-        except OpenAIError as e:
+            text = client.chat(model, q.question, max_tokens)
+        except ServingError as e:
             raise ServingError(f"{endpoint} model {model!r}: question {q.id} got no answer: {e}") from e
-        text = resp.choices[0].message.content or ""
         verdict = judge.grade(q, text)
         done += 1
         if on_progress:

@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bcomc_dagster.datagen.passages import DOC_KINDS
-from bcomc_dagster.errors import InputError
+from bcomc_dagster.errors import InputError, field_errors
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "suites"
 
@@ -148,7 +148,7 @@ def load_suite(name_or_path: str) -> Suite:
         except json.JSONDecodeError as e:
             raise InputError(f"{meta_file}: not valid JSON ({e})") from e
         except ValidationError as e:
-            fields = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'suite.json'}: {err['msg']}" for err in e.errors())
+            fields = "; ".join(field_errors(e, "suite.json"))
             raise InputError(f"{meta_file}: expected an object with string name, description, domain ({fields})") from None
     docs_dir = root / "docs"
     if not docs_dir.is_dir():
@@ -166,7 +166,7 @@ def load_suite(name_or_path: str) -> Suite:
         try:
             q = Question.model_validate_json(line)
         except ValidationError as e:
-            fields = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'line'}: {err['msg']}" for err in e.errors())
+            fields = "; ".join(field_errors(e, "line"))
             raise InputError(f"{where}: {fields}") from e
         if q.service not in docs:
             raise InputError(f"{where}: service {q.service!r} has no documentation file docs/{q.service}.<{'|'.join(x[1:] for x in DOC_KINDS)}>")

@@ -4,6 +4,7 @@ the SDK itself (honouring ``retry-after``); structured output is a forced tool c
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import anthropic
 
@@ -11,8 +12,8 @@ from bcomc_dagster.llm.base import (
     ChatModel,
     ChatRequest,
     Completion,
-    LLMError,
     PermanentLLMError,
+    TransientLLMError,
     Usage,
     parse_json_object,
 )
@@ -38,7 +39,7 @@ class AnthropicModel(ChatModel):
         )
 
     def _call(self, request: ChatRequest) -> Completion:
-        kwargs: dict = {
+        kwargs: dict[str, Any] = {
             "model": self.model,
             "max_tokens": request.max_tokens,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
@@ -55,7 +56,7 @@ class AnthropicModel(ChatModel):
         except PERMANENT as e:
             raise PermanentLLMError(f"anthropic model {self.model!r}: {type(e).__name__}: {e}") from e
         except anthropic.APIError as e:
-            raise LLMError(f"anthropic model {self.model!r}: {type(e).__name__}: {e}") from e
+            raise TransientLLMError(f"anthropic model {self.model!r}: {type(e).__name__}: {e}") from e
         text = "".join(b.text for b in resp.content if b.type == "text")
         data = next((dict(b.input) for b in resp.content if b.type == "tool_use"), None)
         if data is None and request.schema_:

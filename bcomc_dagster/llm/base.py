@@ -9,6 +9,7 @@ Anthropic tool use, OpenAI ``response_format``) and returns the parsed object in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -16,11 +17,17 @@ from bcomc_dagster.errors import BcomcError
 
 
 class LLMError(BcomcError):
-    """A model call failed after the SDK's own retries; the message names the provider and model."""
+    """A model call failed; the message names the provider and model."""
+
+
+class TransientLLMError(LLMError):
+    """A call that failed after the SDK's own retries and may succeed later: throttling, a timeout, a bad
+    answer. A role that can go on without it (a judge's verdict, a synthesis batch) records it and goes on."""
 
 
 class PermanentLLMError(LLMError):
-    """An error that will not heal by retrying: bad credentials, an unknown model, a refused request."""
+    """An error that will not heal by retrying: bad credentials, an unknown model, a refused request, the
+    campaign's budget. It fails the stage at once."""
 
 
 class Usage(BaseModel):
@@ -41,7 +48,7 @@ class Schema(BaseModel):
 
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str
-    json_schema: dict
+    json_schema: dict[str, Any]
 
 
 class ChatRequest(BaseModel):
@@ -56,7 +63,7 @@ class ChatRequest(BaseModel):
 
 class Completion(BaseModel):
     text: str
-    data: dict | None = None  # the structured answer, when the request had a schema and it parsed
+    data: dict[str, Any] | None = None  # the structured answer, when the request had a schema and it parsed
     usage: Usage
     provider: str
     model: str
@@ -82,7 +89,7 @@ class ChatModel(ABC):
         return self._call(request)
 
 
-def parse_json_object(text: str) -> dict | None:
+def parse_json_object(text: str) -> dict[str, Any] | None:
     """The JSON object in a model's text (bare, or in a ```json fence); None when there is none."""
     import json
 

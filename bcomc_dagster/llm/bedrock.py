@@ -7,6 +7,8 @@ Credentials and region come from the standard AWS chain (environment, profile, i
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -15,8 +17,8 @@ from bcomc_dagster.llm.base import (
     ChatModel,
     ChatRequest,
     Completion,
-    LLMError,
     PermanentLLMError,
+    TransientLLMError,
     Usage,
     parse_json_object,
 )
@@ -32,7 +34,7 @@ PERMANENT = {
 class BedrockModel(ChatModel):
     provider = "bedrock"
 
-    def __init__(self, model: str, settings: ProviderSettings, client=None):
+    def __init__(self, model: str, settings: ProviderSettings, client: Any = None):  # boto3's, untyped
         super().__init__(model)
         self.client = client or boto3.client(
             "bedrock-runtime",
@@ -46,7 +48,7 @@ class BedrockModel(ChatModel):
         )
 
     def _call(self, request: ChatRequest) -> Completion:
-        kwargs: dict = {
+        kwargs: dict[str, Any] = {
             "modelId": self.model,
             "messages": [{"role": m.role, "content": [{"text": m.content}]} for m in request.messages],
             "inferenceConfig": {"maxTokens": request.max_tokens, "temperature": request.temperature},
@@ -62,10 +64,10 @@ class BedrockModel(ChatModel):
             resp = self.client.converse(**kwargs)
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
-            cls = PermanentLLMError if code in PERMANENT else LLMError
+            cls = PermanentLLMError if code in PERMANENT else TransientLLMError
             raise cls(f"bedrock model {self.model!r}: {code}: {e.response.get('Error', {}).get('Message', e)}") from e
         except BotoCoreError as e:
-            raise LLMError(f"bedrock model {self.model!r}: {e}") from e
+            raise TransientLLMError(f"bedrock model {self.model!r}: {e}") from e
         content = resp["output"]["message"]["content"]
         text = "".join(c.get("text", "") for c in content)
         data = next((c["toolUse"]["input"] for c in content if "toolUse" in c), None)

@@ -10,8 +10,7 @@ import threading
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bcomc_dagster.errors import BcomcError
-from bcomc_dagster.llm.base import Usage
+from bcomc_dagster.llm.base import PermanentLLMError, Usage
 
 
 class Price(BaseModel):
@@ -43,7 +42,7 @@ def price_of(names: list[str], prices: dict[str, Price]) -> Price | None:
     return None
 
 
-class BudgetExceeded(BcomcError):
+class BudgetExceeded(PermanentLLMError):
     """The campaign's budget would be exceeded by going on."""
 
 

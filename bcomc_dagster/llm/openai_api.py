@@ -7,6 +7,7 @@ decoding); the answer's JSON is parsed from the message text. 429 and 5xx are re
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import openai
 
@@ -14,8 +15,8 @@ from bcomc_dagster.llm.base import (
     ChatModel,
     ChatRequest,
     Completion,
-    LLMError,
     PermanentLLMError,
+    TransientLLMError,
     Usage,
     parse_json_object,
 )
@@ -43,7 +44,7 @@ class OpenAIModel(ChatModel):
     def _call(self, request: ChatRequest) -> Completion:
         messages = [{"role": "system", "content": request.system}] if request.system else []
         messages += [{"role": m.role, "content": m.content} for m in request.messages]
-        kwargs: dict = {"model": self.model, "messages": messages, "max_tokens": request.max_tokens,
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": request.max_tokens,
                         "temperature": request.temperature}  # fmt: skip
         if s := request.schema_:
             kwargs["response_format"] = {"type": "json_schema", "json_schema": {"name": s.name, "schema": s.json_schema}}
@@ -52,9 +53,9 @@ class OpenAIModel(ChatModel):
         except PERMANENT as e:
             raise PermanentLLMError(f"openai model {self.model!r}: {type(e).__name__}: {e}") from e
         except openai.OpenAIError as e:
-            raise LLMError(f"openai model {self.model!r}: {type(e).__name__}: {e}") from e
+            raise TransientLLMError(f"openai model {self.model!r}: {type(e).__name__}: {e}") from e
         if not resp.choices:
-            raise LLMError(f"openai model {self.model!r}: the answer has no choices")
+            raise TransientLLMError(f"openai model {self.model!r}: the answer has no choices")
         text = resp.choices[0].message.content or ""
         u = resp.usage
         return Completion(

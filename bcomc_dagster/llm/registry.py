@@ -1,26 +1,36 @@
-"""Providers registered by name, the alias table of short model names, and per-provider settings.
+"""LLM providers registered by name (the same ``Registry`` as every pluggable part), the alias table of
+short model names, and per-provider settings.
 
-A provider's module (and so its SDK) is imported only when a model of that provider is created.
+A provider's module (and so its SDK) is imported only when a model of that provider is created. Adding
+one is a ``ChatModel`` subclass and a line in ``PROVIDERS`` (or ``PROVIDERS.add`` from any module).
 """
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bcomc_dagster.llm.base import ChatModel
+from bcomc_dagster.registries import EMBEDDED, Registry
 from bcomc_dagster.secrets import check_env_name, check_url
 
-# name -> "module:Class"; the embedded roles (extractive generator, deterministic analyzer, reference
-# judge) are not chat models and live beside the stages that use them
-PROVIDERS: dict[str, str] = {
-    "bedrock": "bcomc_dagster.llm.bedrock:BedrockModel",
-    "anthropic": "bcomc_dagster.llm.anthropic_api:AnthropicModel",
-    "openai": "bcomc_dagster.llm.openai_api:OpenAIModel",
-}
-EMBEDDED = "embedded"
-BACKENDS = (EMBEDDED, *PROVIDERS)
+# the embedded roles (extractive generator, failure-rate analyzer, reference judge) are not chat models:
+# they are registered in ``registries``
+PROVIDERS: Registry[Callable[..., ChatModel]] = Registry(
+    "LLM provider",
+    {
+        "bedrock": "bcomc_dagster.llm.bedrock:BedrockModel",
+        "anthropic": "bcomc_dagster.llm.anthropic_api:AnthropicModel",
+        "openai": "bcomc_dagster.llm.openai_api:OpenAIModel",
+    },
+)
+
+
+def backends() -> list[str]:
+    """Every backend a role may name: the embedded one and each provider."""
+    return [EMBEDDED, *PROVIDERS.names()]
 
 # the plan's short names -> each provider's model id (Bedrock: a model id; a cross-region inference
 # profile such as "us.anthropic.claude-3-5-haiku-20241022-v1:0" may be given directly as the model)
@@ -59,9 +69,6 @@ def resolve_model(backend: str, name: str, aliases: dict[str, dict[str, str]] | 
     return name
 
 
-def create(backend: str, model: str, settings: ProviderSettings | None = None, **kwargs) -> ChatModel:
+def create(backend: str, model: str, settings: ProviderSettings | None = None, **kwargs: Any) -> ChatModel:
     """A chat model of provider ``backend``; ``model`` is the provider's id (see ``resolve_model``)."""
-    if backend not in PROVIDERS:
-        raise ValueError(f"unknown LLM provider {backend!r}; expected one of {sorted(PROVIDERS)}")
-    module, cls = PROVIDERS[backend].split(":")
-    return getattr(importlib.import_module(module), cls)(model, settings or ProviderSettings(), **kwargs)
+    return PROVIDERS.get(backend)(model, settings or ProviderSettings(), **kwargs)

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from bcomc_dagster.llm.base import ChatRequest, LLMError, Message, Schema
+from bcomc_dagster.errors import field_errors
+from bcomc_dagster.llm.base import ChatRequest, Message, Schema, TransientLLMError
 from bcomc_dagster.llm.client import LLMClient
+from bcomc_dagster.text import clip
 
 T = TypeVar("T")
 
 
-class InvalidAnswer(LLMError):
+class InvalidAnswer(TransientLLMError):
     """The model kept answering outside the schema or the rules; the message has the last error."""
 
     def __init__(self, message: str, attempts: int):
@@ -30,7 +32,7 @@ def schema_of(model: type[BaseModel], name: str, description: str) -> Schema:
 def ask_structured(
     client: LLMClient,
     request: ChatRequest,
-    parse: Callable[[dict], T],
+    parse: Callable[[dict[str, Any]], T],
     retries: int = 2,
 ) -> tuple[T, int]:
     """``parse`` turns the answer's JSON into a value or raises ValueError (pydantic's included) saying
@@ -56,5 +58,5 @@ def ask_structured(
 
 def _short(e: Exception) -> str:
     if isinstance(e, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, x['loc'])) or 'answer'}: {x['msg']}" for x in e.errors())[:1000]
+        return clip("; ".join(field_errors(e, "answer")), 1000)
     return str(e)[:1000]

@@ -5,14 +5,29 @@ and links to the artifacts (relative to the campaign's folder, where the pages a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from pydantic import BaseModel
 
-from bcomc_dagster import costs, stages
+from bcomc_dagster import campaign_state, costs
 from bcomc_dagster.analysis.effectiveness import Effectiveness
-from bcomc_dagster.artifacts import ArtifactStore
+from bcomc_dagster.artifacts import (
+    ANALYSIS,
+    CARD,
+    CHECKPOINT,
+    CONFIG,
+    DATASET,
+    DEPLOYMENT,
+    EFFECTIVENESS_MD,
+    REPORT,
+    ArtifactStore,
+)
 from bcomc_dagster.reports import plots
+from bcomc_dagster.training.manifest import MANIFEST
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 HTML = "report.html"
 MARKDOWN = "report.md"
@@ -40,24 +55,23 @@ class CampaignReport(BaseModel):
 
 
 def collect(store: ArtifactStore, campaign: str) -> CampaignReport:
-    cfg = stages.load_campaign(store, campaign)
-    last = stages.latest_iteration(store, campaign)
-    reports = {i: stages.read_report(store, campaign, i) for i in store.iterations(campaign, having=stages.REPORT)}
-    outcome = store.path(campaign, None, stages.OUTCOME)
-    status = stages.Outcome.model_validate_json(outcome.read_text()) if outcome.exists() else None
-    curves = {i: stages.read_manifest(store, campaign, i).loss_curve for i in reports if i > 0}
-    artifacts = [("effectiveness report", stages.EFFECTIVENESS_MD), ("launch config", stages.CONFIG)]
+    cfg = store.config(campaign)
+    last = campaign_state.latest_iteration(store, campaign)
+    reports = {i: store.report(campaign, i) for i in store.iterations(campaign, having=REPORT)}
+    status = store.outcome(campaign)
+    curves = {i: store.manifest(campaign, i).loss_curve for i in reports if i > 0}
+    artifacts = [("effectiveness report", EFFECTIVENESS_MD), ("launch config", CONFIG)]
     for i in reports:
-        names = [(stages.REPORT, "eval report"), (stages.ANALYSIS, "failure analysis"), (stages.DATASET, "training dataset"),
-                 (stages.CARD, "dataset card"), (f"{stages.CHECKPOINT}/manifest.json", "checkpoint manifest"),
-                 (stages.DEPLOYMENT, "deployment")]  # fmt: skip
+        names = [(REPORT, "eval report"), (ANALYSIS, "failure analysis"), (DATASET, "training dataset"),
+                 (CARD, "dataset card"), (f"{CHECKPOINT}/{MANIFEST}", "checkpoint manifest"),
+                 (DEPLOYMENT, "deployment")]  # fmt: skip
         artifacts += [(f"iteration {i}: {label}", f"{i}/{name}") for name, label in names if store.campaign_dir(campaign).joinpath(str(i), name).exists()]
     return CampaignReport(
         campaign=campaign, status=status.status if status else "running", model_name=cfg.model_name,
         eval_suite=cfg.eval_suite, target=cfg.target_pass_rate, max_iterations=cfg.max_iterations,
         rates={i: r.pass_rate for i, r in reports.items()},
         held_out={i: r.pass_rate_held_out for i, r in reports.items() if r.pass_rate_held_out is not None},
-        effectiveness=stages.campaign_effectiveness(store, campaign),
+        effectiveness=campaign_state.effectiveness_of(store, campaign),
         cost_by_iteration={i: {s: c.cost_usd for s in costs.STAGES if (c := costs.stage_cost(store, campaign, i, s))}
                            for i in range(last + 1)},
         cost_usd=costs.campaign_cost(store, campaign), loss_curves=curves,
@@ -65,7 +79,7 @@ def collect(store: ArtifactStore, campaign: str) -> CampaignReport:
     )  # fmt: skip
 
 
-def figures(r: CampaignReport) -> dict[str, plots.Figure]:
+def figures(r: CampaignReport) -> dict[str, Figure]:
     figs = {
         "pass_rate": plots.pass_rate_figure(r.rates, r.target, r.held_out or None, title=f"Pass rate — {r.campaign}"),
         "services": plots.service_heatmap(r.effectiveness.per_service),
@@ -78,7 +92,7 @@ def figures(r: CampaignReport) -> dict[str, plots.Figure]:
     return figs
 
 
-def _context(r: CampaignReport, images: dict[str, str]) -> dict:
+def _context(r: CampaignReport, images: dict[str, str]) -> dict[str, Any]:
     e = r.effectiveness
     return {
         "r": r, "e": e, "images": images,

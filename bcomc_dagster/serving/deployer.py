@@ -16,9 +16,11 @@ from typing import Literal, Protocol
 from pydantic import BaseModel
 
 from bcomc_dagster.errors import ServingError
+from bcomc_dagster.training.manifest import Manifest
 from bcomc_dagster.training.weights import weights_fingerprint
 
 PROBES = ("What is the default port?", "Which command-line tool is used?", "What is the retention period?")
+PROBE_TOKENS = 24  # longest probe answer: enough to tell two models apart
 
 Mode = Literal["base", "hot-swap", "restart", "by-path", "ollama-create"]
 
@@ -54,7 +56,7 @@ class Deployer(Protocol):
 
     def ensure_base(self, base_dir: Path, base_name: str, fingerprint: str) -> Deployment: ...
 
-    def deploy(self, checkpoint_dir: Path, name: str, iteration: int, fingerprint: str) -> Deployment: ...
+    def deploy(self, checkpoint_dir: Path, manifest: Manifest, iteration: int) -> Deployment: ...
 
     def live(self) -> Live | None: ...
 

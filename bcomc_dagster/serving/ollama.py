@@ -14,15 +14,17 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pydantic import BaseModel
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from bcomc_dagster.errors import ServingError
-from bcomc_dagster.serving.deployer import PROBES, Deployment, Live, differs_from_base, intact
+from bcomc_dagster.serving.deployer import PROBE_TOKENS, PROBES, Deployment, Live, differs_from_base, intact
+from bcomc_dagster.serving.endpoint import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, Endpoint
 from bcomc_dagster.training.base_model import CHAT_TEMPLATE, OLLAMA_TEMPLATE
-from bcomc_dagster.training.finetune import Manifest
+from bcomc_dagster.training.manifest import Manifest
 from bcomc_dagster.training.sources import OLLAMA_URL
 from bcomc_dagster.training.weights import file_sha256
 
@@ -35,7 +37,7 @@ class OllamaState(BaseModel):
     base_name: str
     base_probes: list[str] = []
     base_template: str | None = None  # a base tag's chat template and parameters (stop tokens), given to every model
-    base_parameters: dict = {}  # created from its checkpoints, so that they are prompted as the base was
+    base_parameters: dict[str, Any] = {}  # created from its checkpoints, so they are prompted as the base was
     live_model: str
     live_iteration: int = 0
     live_fingerprint: str = ""
@@ -56,14 +58,16 @@ class OllamaDeployer:
     owns_server = False
 
     def __init__(
-        self, workdir: Path, campaign: str, url: str = DEFAULT_URL, ready_timeout_s: float = 300.0, base_tag: str | None = None
-    ):
+        self, workdir: Path, campaign: str, url: str = DEFAULT_URL, ready_timeout_s: float = 300.0, base_tag: str | None = None,
+        request_timeout_s: float = DEFAULT_TIMEOUT_S, request_retries: int = DEFAULT_RETRIES,
+    ):  # fmt: skip
         self.workdir = Path(workdir)
         self.campaign = campaign
         # the user's tag, served as is for the baseline and never deleted
         self.base_tag = (base_tag if ":" in base_tag else f"{base_tag}:latest") if base_tag else None
         self.url = url.rstrip("/")
         self.ready_timeout_s = ready_timeout_s
+        self.request_timeout_s, self.request_retries = request_timeout_s, request_retries
         self.state_file = self.workdir / "ollama.json"
         self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(60, read=600))
 
@@ -142,7 +146,7 @@ class OllamaDeployer:
         return False
 
     # -- Ollama HTTP API -----------------------------------------------------------------------
-    def _request(self, method: str, path: str, **kw) -> httpx.Response:
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
             r = self.http.request(method, path, **kw)
         except httpx.HTTPError as e:
@@ -162,7 +166,7 @@ class OllamaDeployer:
         return files
 
     def _create(self, name: str, folder: Path, st: OllamaState | None = None) -> None:
-        body: dict = {"model": name, "files": self._upload(folder), "stream": False,
+        body: dict[str, Any] = {"model": name, "files": self._upload(folder), "stream": False,
                       "parameters": {"temperature": 0, "seed": 0}}  # fmt: skip
         if st is not None and st.base_template:  # prompted exactly as the base tag
             body.update(template=st.base_template, parameters={**st.base_parameters, **body["parameters"]})
@@ -190,18 +194,15 @@ class OllamaDeployer:
             self.http.request("DELETE", "/api/delete", json={"model": name})
 
     def _answers(self, name: str) -> list[str]:
-        out = []
-        for p in PROBES:
-            body = {"model": name, "messages": [{"role": "user", "content": p}], "stream": False,
-                    "options": {"temperature": 0, "seed": 0, "num_predict": 24}}  # fmt: skip
-            out.append(self._request("POST", "/api/chat", json=body).json()["message"]["content"])
-        return out
+        """The probes' answers through Ollama's OpenAI-compatible ``/v1``, as the re-eval will ask them."""
+        endpoint = Endpoint(f"{self.url}/v1", timeout_s=self.request_timeout_s, max_retries=self.request_retries)
+        return [endpoint.chat(name, p, PROBE_TOKENS) for p in PROBES]
 
 
-def parse_parameters(text: str) -> dict:
+def parse_parameters(text: str) -> dict[str, Any]:
     """``/api/show``'s ``parameters`` text (``stop "<|im_end|>"`` lines, values quoted as Go's %q) as
     ``/api/create``'s ``parameters``; stop values stay strings."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     for line in text.splitlines():
         key, _, raw = line.strip().partition(" ")
         raw = raw.strip()

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import httpx
 import psutil
@@ -64,7 +65,7 @@ def available_engine() -> str:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return cast(int, s.getsockname()[1])  # (host, port) of an IPv4 socket
 
 
 def server_command(engine: str, model_dir: Path, served_name: str, port: int, limits: ServerLimits) -> list[str]:
@@ -160,7 +161,7 @@ def records(workdir: Path) -> list[ServerRecord]:
 
 def created_at(pid: int) -> float | None:
     try:
-        return psutil.Process(pid).create_time()
+        return cast(float, psutil.Process(pid).create_time())  # psutil: untyped here
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
 

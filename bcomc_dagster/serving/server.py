@@ -13,18 +13,17 @@ vLLM modes:
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import httpx
 from pydantic import BaseModel
 
 from bcomc_dagster.errors import ServingError
 from bcomc_dagster.serving import process
-from bcomc_dagster.serving.deployer import PROBES, Deployment, Live, differs_from_base, intact
-from bcomc_dagster.training.finetune import Manifest
+from bcomc_dagster.serving.deployer import PROBE_TOKENS, PROBES, Deployment, Live, differs_from_base, intact
+from bcomc_dagster.serving.endpoint import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, Endpoint, api_key
+from bcomc_dagster.training.manifest import Manifest
 
 
 class ServingState(BaseModel):
@@ -54,6 +53,8 @@ class ServerDeployer:
         limits: process.ServerLimits | None = None,
         base_url: str | None = None,
         api_key_env: str | None = None,
+        request_timeout_s: float = DEFAULT_TIMEOUT_S,
+        request_retries: int = DEFAULT_RETRIES,
     ):
         self.workdir = Path(workdir)
         self.base_url = base_url.rstrip("/").removesuffix("/v1") if base_url else None
@@ -66,6 +67,7 @@ class ServerDeployer:
         self.ready_timeout_s = ready_timeout_s
         self.limits = limits or process.ServerLimits()
         self.api_key_env = api_key_env
+        self.request_timeout_s, self.request_retries = request_timeout_s, request_retries
         self.state_file = self.workdir / "serving.json"
         self.owns_server = base_url is None  # stop() stops only a server this campaign started
 
@@ -113,13 +115,14 @@ class ServerDeployer:
             old_pid = st.pid if st else None
             st, started = self._new_state(url, pid, base_dir, served), True
         for a in st.adapters:
-            self._post(st, "/v1/unload_lora_adapter", {"lora_name": a}, check=False)
+            self._post(st, "/unload_lora_adapter", {"lora_name": a}, check=False)
         st.adapters = []
         try:
             self._verify_listed(st, st.base_name, root=str(base_dir) if started and self.engine == process.VLLM_ENGINE else None)
             st.base_probes = self._answers(st, st.base_name)
         except ServingError:
             if started:
+                assert st.pid is not None  # a server started here has its pid
                 process.stop(self.workdir, st.pid)
             raise
         if old_pid is not None:
@@ -145,15 +148,15 @@ class ServerDeployer:
             root = intact(ckpt / "adapter", "adapter_config.json", manifest.adapter_fingerprint)
             fingerprint, served, mode = manifest.adapter_fingerprint, name, "hot-swap"
             if name not in st.adapters:
-                self._post(st, "/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(root)})
+                self._post(st, "/load_lora_adapter", {"lora_name": name, "lora_path": str(root)})
             try:
                 self._verify_listed(st, name, root=str(root))
                 differs_from_base(name, self._answers(st, name), st.base_probes)
             except ServingError:
-                self._post(st, "/v1/unload_lora_adapter", {"lora_name": name}, check=False)
+                self._post(st, "/unload_lora_adapter", {"lora_name": name}, check=False)
                 raise
             for old in [a for a in st.adapters if a != name]:  # only the live adapter stays loaded
-                self._post(st, "/v1/unload_lora_adapter", {"lora_name": old}, check=False)
+                self._post(st, "/unload_lora_adapter", {"lora_name": old}, check=False)
             st.adapters = [name]
         elif self.engine == process.VLLM_ENGINE:  # restart on the merged checkpoint
             root = intact(ckpt / "merged", "config.json", manifest.merged_fingerprint)
@@ -166,6 +169,7 @@ class ServerDeployer:
             except ServingError:
                 process.stop(self.workdir, pid)
                 raise
+            assert st.pid is not None  # restart mode: always a server this campaign started
             process.stop(self.workdir, st.pid)
             st, started = new, True
         else:  # transformers serve: by path
@@ -203,6 +207,7 @@ class ServerDeployer:
     def _external_base(self, base_name: str) -> str:
         """The base model id of a server this campaign does not own: ``base_name`` if listed, else the
         only listed model that is not an adapter."""
+        assert self.base_url is not None  # called for a server at base_url only
         listed = self._models(self.base_url)
         if base_name in listed:
             return base_name
@@ -211,25 +216,14 @@ class ServerDeployer:
             raise ServingError(f"{self.base_url}/v1/models lists {sorted(listed)}; none is {base_name!r}")
         return bases[0]
 
-    def _headers(self) -> dict[str, str]:
-        key = os.environ.get(self.api_key_env) if self.api_key_env else None
-        return {"Authorization": f"Bearer {key}"} if key else {}
+    def _endpoint(self, url: str) -> Endpoint:
+        return Endpoint(f"{url}/v1", api_key(self.api_key_env), self.request_timeout_s, self.request_retries)
 
-    def _post(self, st: ServingState, path: str, body: dict, check: bool = True) -> None:
-        try:
-            r = httpx.post(f"{st.url}{path}", json=body, headers=self._headers(), timeout=60)
-        except httpx.HTTPError as e:
-            raise ServingError(f"{st.url}{path}: {e}") from e
-        if check and r.status_code != 200:
-            raise ServingError(f"{st.url}{path} answered {r.status_code}: {r.text[:300]}")
+    def _post(self, st: ServingState, path: str, body: dict[str, str], check: bool = True) -> None:
+        self._endpoint(st.url).post(path, body, check)
 
-    def _models(self, url: str) -> dict[str, dict]:
-        try:
-            r = httpx.get(f"{url}/v1/models", headers=self._headers(), timeout=30)
-            r.raise_for_status()
-        except httpx.HTTPError as e:
-            raise ServingError(f"{url}/v1/models: {e}") from e
-        return {m["id"]: m for m in r.json().get("data", [])}
+    def _models(self, url: str) -> dict[str, dict[str, Any]]:
+        return self._endpoint(url).models()
 
     def _verify_listed(self, st: ServingState, model: str, root: str | None) -> None:
         if self.engine != process.VLLM_ENGINE:
@@ -241,14 +235,5 @@ class ServerDeployer:
             raise ServingError(f"{model!r} is served from {listed[model].get('root')!r}, expected {root!r}")
 
     def _answers(self, st: ServingState, model: str) -> list[str]:
-        return [self._chat(st, model, p) for p in PROBES]
-
-    def _chat(self, st: ServingState, model: str, prompt: str) -> str:
-        body = {"model": model, "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": 24}
-        try:
-            r = httpx.post(f"{st.url}/v1/chat/completions", json=body, headers=self._headers(), timeout=120)
-        except httpx.HTTPError as e:
-            raise ServingError(f"{st.url}: chat with {model!r} failed: {e}") from e
-        if r.status_code != 200:
-            raise ServingError(f"{st.url}: chat with {model!r} answered {r.status_code}: {r.text[:300]}")
-        return r.json()["choices"][0]["message"]["content"] or ""
+        endpoint = self._endpoint(st.url)
+        return [endpoint.chat(model, p, PROBE_TOKENS) for p in PROBES]

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from pydantic import BaseModel, ConfigDict
 
 from bcomc_dagster.evals.suite import BUILTIN_DIR
+from bcomc_dagster.files import home
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 EMBEDDED_MODEL = "bcomc-tiny"
 SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
@@ -63,10 +67,10 @@ def spec_fingerprint(spec: BaseModelSpec) -> str:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("BCOMC_HOME", ".bcomc")).resolve() / "models"
+    return home() / "models"
 
 
-def build_tokenizer(spec: BaseModelSpec):
+def build_tokenizer(spec: BaseModelSpec) -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -80,7 +84,7 @@ def build_tokenizer(spec: BaseModelSpec):
         show_progress=False,
     )
     tok.train_from_iterator(_corpus(), trainer=trainer)
-    return PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # unannotated in transformers
         tokenizer_object=tok,
         pad_token="<|pad|>",
         eos_token="<|end|>",
@@ -101,13 +105,14 @@ def build_base_model(spec: BaseModelSpec | None = None, cache_dir: Path | None =
     import torch
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tokenizer(spec)
-    eos = tokenizer.convert_tokens_to_ids("<|end|>")
-    pad = tokenizer.convert_tokens_to_ids("<|pad|>")
-    config = LlamaConfig(
+    eos = cast(int, tokenizer.convert_tokens_to_ids("<|end|>"))  # one token in, one id out
+    pad = cast(int, tokenizer.convert_tokens_to_ids("<|pad|>"))
+    # torch_dtype: not in LlamaConfig's annotated fields, still taken (transformers' backward compatibility)
+    config = LlamaConfig(  # type: ignore[call-arg]
         vocab_size=len(tokenizer),
         hidden_size=spec.hidden_size,
         intermediate_size=spec.intermediate_size,
@@ -122,8 +127,11 @@ def build_base_model(spec: BaseModelSpec | None = None, cache_dir: Path | None =
         torch_dtype="float32",
     )
     torch.manual_seed(spec.seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad, do_sample=False)
+    model = LlamaForCausalLM(config)  # type: ignore[no-untyped-call]  # unannotated in transformers
+    # GenerationConfig: unannotated in transformers
+    model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
+        eos_token_id=eos, pad_token_id=pad, do_sample=False
+    )
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".building-"))
     try:

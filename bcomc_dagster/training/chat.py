@@ -9,28 +9,33 @@ turn is read off the template: render an assistant message and take the special 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 SENTINEL = "\u2063bcomc-answer\u2063"  # text no template rewrites
 
 
-def end_of_turn(tokenizer) -> str:
+def end_of_turn(tokenizer: Any) -> str:  # a transformers tokenizer (untyped duck)
     """The special token the chat template writes right after an assistant message (e.g. ``<|im_end|>``,
     ``<|eot_id|>``); the tokenizer's eos token when the template writes none."""
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": "?"}, {"role": "assistant", "content": SENTINEL}], tokenize=False
     )
     after = text.split(SENTINEL, 1)[1] if SENTINEL in text else ""
-    specials = sorted({*tokenizer.all_special_tokens, *tokenizer.get_added_vocab()}, key=len, reverse=True)
+    specials: list[str] = sorted(
+        {*tokenizer.all_special_tokens, *tokenizer.get_added_vocab()}, key=len, reverse=True
+    )
     rest = after.lstrip()
     for tok in specials:
         if tok and rest.startswith(tok):
             return tok
     if tokenizer.eos_token:
-        return tokenizer.eos_token
+        return cast(str, tokenizer.eos_token)
     raise ValueError("the chat template ends an assistant turn with no special token, and there is no eos token")
 
 
-def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int) -> tuple[list[dict], int]:
+def encode_pairs(
+    tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length: int
+) -> tuple[list[dict[str, list[int]]], int]:
     """Each (question, answer) as the chat template renders it; the loss sees only the assistant's part
     (answer and end-of-turn token). Returns the rows and how many were cut to ``max_length`` tokens (a cut
     that leaves no answer token drops the example)."""

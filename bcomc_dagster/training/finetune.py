@@ -20,71 +20,28 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import TYPE_CHECKING, Any, cast
 
 from bcomc_dagster.training.chat import encode_pairs
+from bcomc_dagster.training.manifest import (
+    Device,
+    Hardware,
+    Manifest,
+    Precision,
+    TrainSettings,
+    write_manifest,
+)
 from bcomc_dagster.training.weights import base_name, weights_fingerprint
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, TrainerControl, TrainerState, TrainingArguments
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 GPU_MIN_PARAMS = 20_000_000  # device 'auto': below this a model trains faster on the CPU than through CUDA launches
 WARMUP_STEPS, LOG_POINTS = 10, 20  # warmup: at most 10 steps (a tenth of short runs); about 20 loss points per run
 # dense bf16 matrix-product peak by card name, for MFU (a card not listed: no MFU figure)
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "A10": 125.0, "L4": 121.0}
-
-Device = Literal["auto", "cpu", "cuda"]
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
-
-
-class TrainSettings(BaseModel):
-    """What a fine-tune needs of ``finetune.*`` in the campaign config (the same fields) and its seed."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rank: int = 16
-    alpha: int | None = Field(None, description="LoRA alpha; default 2 x rank.")
-    epochs: float = 4
-    learning_rate: float = 1e-3
-    batch_size: int = 16
-    max_length: int = 1024
-    seed: int = 0
-    threads: int | None = None
-    device: Device = "auto"
-    precision: Precision = "auto"
-    packing: bool = True
-    gradient_checkpointing: bool = False
-
-
-class Hardware(BaseModel):
-    """What a fine-tune ran on, and how fast."""
-
-    device: str  # cpu, or cuda with the card's name
-    precision: str
-    tokens: int  # tokens trained on (prompt and answer, no padding), all epochs
-    tokens_per_second: float
-    peak_memory_mb: float  # GPU: torch's peak allocation; CPU: the process's peak resident set
-    mfu: float | None = None  # model FLOPs utilisation (6 x params x tokens/s over the card's peak); None on CPU
-
-
-class Manifest(BaseModel):
-    base_model: str
-    base_fingerprint: str
-    data_rows: int
-    data_sha256: str
-    adapter_name: str
-    adapter_fingerprint: str
-    merged_fingerprint: str
-    settings: TrainSettings
-    steps: int
-    final_loss: float
-    loss_curve: list[tuple[int, float]]
-    train_seconds: float
-    truncated: int = 0  # examples cut to max_length tokens
-    max_length: int = 0  # what was applied: settings.max_length capped at the base's context length
-    merged_dtype: str = "float32"  # the base's dtype
-    hardware: Hardware | None = None
-
 
 def choose_device(want: Device, params: int) -> str:
     """'cuda' or 'cpu': auto takes CUDA when present for models of GPU_MIN_PARAMS parameters or more."""
@@ -112,7 +69,7 @@ def choose_precision(want: Precision, device: str) -> str:
 
 def _context_length(base_dir: Path) -> int | None:
     config = json.loads((Path(base_dir) / "config.json").read_text())
-    return config.get("max_position_embeddings")
+    return cast("int | None", config.get("max_position_embeddings"))  # config.json: JSON
 
 
 def _base_dtype(base_dir: Path) -> str:
@@ -134,7 +91,7 @@ def finetune(
     import torch
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
     from peft import LoraConfig, get_peft_model
     from transformers import (
         AutoModelForCausalLM,
@@ -157,12 +114,14 @@ def finetune(
     if tokenizer.pad_token is None:  # padding is masked out of the loss: any token will do
         tokenizer.pad_token = tokenizer.eos_token
     base_dtype = _base_dtype(base_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    # the base model, then (get_peft_model) the peft model wrapping it
+    model: PreTrainedModel | PeftModel = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     params = sum(p.numel() for p in model.parameters())
     device = choose_device(settings.device, params)
     precision = choose_precision(settings.precision, device)
     if precision in ("bf16", "fp16"):  # frozen weights in half precision; the LoRA weights train under autocast
-        model = model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
+        # transformers' decorator on PreTrainedModel.to hides torch's signature (a dtype is fine)
+        model = model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[precision])  # type: ignore[arg-type]
     lora = LoraConfig(
         r=settings.rank,
         lora_alpha=settings.alpha or 2 * settings.rank,
@@ -178,7 +137,10 @@ def finetune(
     curve: list[tuple[int, float]] = []
 
     class _Log(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kw):
+        def on_log(
+            self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+            logs: dict[str, float] | None = None, **kw: Any,
+        ) -> None:
             if logs and "loss" in logs:
                 curve.append((state.global_step, float(logs["loss"])))
                 if on_log:
@@ -211,7 +173,7 @@ def finetune(
         # (transformers masks attention across them), so no step computes on padding; the loss is the same
         # mean over answer tokens as with padded batches
         collator = (
-            DataCollatorWithFlattening() if settings.packing
+            DataCollatorWithFlattening() if settings.packing  # type: ignore[no-untyped-call]  # unannotated
             else DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
         )  # fmt: skip
         trainer = Trainer(
@@ -230,7 +192,8 @@ def finetune(
                              time.monotonic() - t_train)  # fmt: skip
         shutil.rmtree(work / "trainer", ignore_errors=True)
 
-        model.save_pretrained(work / "adapter", safe_serialization=True)
+        # peft annotates save_directory as str; it takes any path (os.path.join)
+        model.save_pretrained(work / "adapter", safe_serialization=True)  # type: ignore[arg-type]
         if precision in ("bf16", "fp16"):  # merge into full-precision weights: a half-precision base would round them
             from peft import PeftModel
 
@@ -260,7 +223,7 @@ def finetune(
             merged_dtype=base_dtype,
             hardware=hardware,
         )
-        (work / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+        write_manifest(work, manifest)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         work.rename(out_dir)

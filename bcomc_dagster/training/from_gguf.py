@@ -21,7 +21,6 @@ from pathlib import Path
 from bcomc_dagster.training.weights import BASE_META, file_sha256
 
 
-
 def architecture(path: Path) -> str:
     """``general.architecture`` of a GGUF file; ValueError if it is not a GGUF file."""
     from gguf import GGUFReader
@@ -99,13 +98,13 @@ def convert(path: Path, cache_dir: Path) -> Path:
 
     from bcomc_dagster.training.chat import end_of_turn
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
     with gguf_named(path) as named, contextlib.redirect_stderr(io.StringIO()):  # a bar no setting turns off
         tokenizer = AutoTokenizer.from_pretrained(named.parent, gguf_file=named.name)
         model = AutoModelForCausalLM.from_pretrained(named.parent, gguf_file=named.name, dtype=torch.float32)
     if hasattr(model.config, "quantization_config"):  # the weights are de-quantised now: plain safetensors
         del model.config.quantization_config
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # undeclared: torch types it Tensor | Module
     eot = end_of_turn(tokenizer)
     eot_id = tokenizer.convert_tokens_to_ids(eot)
     stops = sorted({eot_id, *([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])})

@@ -14,7 +14,8 @@ order; the first whose ``claims`` accepts the name owns it:
 
 ``base_weights`` names the weights explicitly (a folder, a ``.gguf`` file or a Hub id) when the served
 ``model_name`` cannot be read from this machine; ``model_name`` is then still what the baseline serves.
-Adding a source is one class with ``claims`` / ``check`` / ``weights`` and one line in ``SOURCES``.
+Adding a source is one class with ``claims`` / ``check`` / ``weights`` and one line in ``SOURCES`` (a
+``registries.Registry``, tried in order).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol, cast
 
 import httpx
 
+from bcomc_dagster.registries import Registry
 from bcomc_dagster.training import from_gguf
 
 OLLAMA_URL = "http://127.0.0.1:11434"
@@ -74,14 +77,26 @@ def _ollama_model_dirs() -> list[Path]:
 
 
 # config defaults of a base that differ from the pretrained-base defaults in config.py (fields not set by the user)
-BASE_DEFAULTS: dict[str, dict] = {
+BASE_DEFAULTS: dict[str, dict[str, Any]] = {
     # random weights learn facts only from many passes at a high rate (measured on the demo suite, README)
     "bcomc-tiny": {"finetune": {"epochs": 12, "learning_rate": 0.003}},
 }
 
 
-def config_defaults(name: str) -> dict:
+def config_defaults(name: str) -> dict[str, Any]:
     return BASE_DEFAULTS.get(name, {})
+
+
+class Source(Protocol):
+    """What each class below is: a kind of name, and how to check and fetch its weights."""
+
+    kind: str
+
+    def claims(self, name: str, backend: str) -> bool: ...
+
+    def check(self, name: str, backend: str, url: str) -> None: ...
+
+    def weights(self, name: str, backend: str, url: str, cache_dir: Path) -> Path: ...
 
 
 class Embedded:
@@ -89,7 +104,7 @@ class Embedded:
 
     kind = "embedded"
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.builders: dict[str, Callable[[Path], Path]] = {"bcomc-tiny": _tiny, "smollm2-135m": _smollm2}
 
     def claims(self, name: str, backend: str) -> bool:
@@ -154,7 +169,7 @@ class OllamaTag:
         return from_gguf.convert(self.blob(name, url), cache_dir)
 
     @staticmethod
-    def show(name: str, url: str) -> dict:
+    def show(name: str, url: str) -> dict[str, Any]:
         """Ollama's ``/api/show`` for ``name``; ValueError naming the server when it cannot answer."""
         try:
             r = httpx.post(f"{url.rstrip('/')}/api/show", json={"model": name}, timeout=30)
@@ -164,7 +179,7 @@ class OllamaTag:
             raise ValueError(f"the Ollama server at {url} has no model {name!r}; `ollama pull {name}` first")
         if r.status_code != 200:
             raise ValueError(f"the Ollama server at {url} answered {r.status_code} for {name!r}: {r.text[:200]}")
-        return r.json()
+        return cast(dict[str, Any], r.json())  # a JSON object, /api/show's answer
 
     def blob(self, name: str, url: str) -> Path:
         """The GGUF file behind ``name``: the modelfile's ``FROM`` path, or the same blob in the local
@@ -229,7 +244,9 @@ class Hub:
         return folder
 
 
-SOURCES = [Embedded(), GGUFFile(), Folder(), OllamaTag(), Hub()]
+SOURCES: Registry[Source] = Registry(
+    "base-model source", {s.kind: s for s in (Embedded(), GGUFFile(), Folder(), OllamaTag(), Hub())}
+)
 
 
 def options(backend: str) -> str:
@@ -238,9 +255,9 @@ def options(backend: str) -> str:
     return f"an embedded model ({names}), {tag}a local model folder, a .gguf file, or a Hugging Face Hub id (org/name)"
 
 
-def source_of(name: str, backend: str):
-    for s in SOURCES:
-        if s.claims(name, backend):
+def source_of(name: str, backend: str) -> Source:
+    for kind in SOURCES.names():  # in order: the first source that claims the name
+        if (s := SOURCES.get(kind)).claims(name, backend):
             return s
     raise ValueError(f"expected {options(backend)}")
 

@@ -65,10 +65,15 @@ class FakeLLM:
             service = re.search(r"^Service: (.+)$", user, re.M).group(1)
             n = int(re.search(r"variation (\d+)", user).group(1))
             focus = re.search(r"^Ask about: ([^:\n]+): (.+?) \(the passage states", user, re.M)
-            if focus is None:  # a passage with no named fact: ask what it says, answer with its first sentence
+            if (
+                focus is None
+            ):  # a passage with no named fact: ask what it says, answer with its first sentence
                 angle = re.search(r"^Ask about: (.+)$", user, re.M).group(1)
                 text = re.search(r'passage \(.+?\):\n"""\n(.+?)\n"""', user, re.S).group(1)
-                return {"question": f"About {service}, what is {angle} (case {n})?", "answer": text.split(". ")[0].rstrip(".") + "."}
+                return {
+                    "question": f"About {service}, what is {angle} (case {n})?",
+                    "answer": text.split(". ")[0].rstrip(".") + ".",
+                }
             attr, value = focus.groups()
             q = QUESTIONS[(n - 1) % len(QUESTIONS)].format(a=attr.lower(), s=service)
             if n > len(QUESTIONS):
@@ -82,14 +87,17 @@ class FakeLLM:
             lo, hi = map(int, re.search(r"Choose (\d+) to (\d+) services", user).groups())
             count = int(re.search(r"at most (\d+) pairs", user).group(1))
             rates = {s: r["pass_rate"] for s, r in report["services"].items()}
-            chosen = sorted((s for s in rates if rates[s] < 100), key=lambda s: (rates[s], s))[: max(lo, min(hi, 3))]
+            chosen = sorted((s for s in rates if rates[s] < 100), key=lambda s: (rates[s], s))[
+                : max(lo, min(hi, 3))
+            ]
             return {
                 "summary": f"{len(chosen)} services fail most; generate for them first.",
                 "priority_services": {s: k + 1 for k, s in enumerate(chosen)},
-                "datagen_services": chosen, "datagen_count": count,
+                "datagen_services": chosen,
+                "datagen_count": count,
                 "suggested_actions": [f"generate pairs for {s}" for s in chosen],
                 "trend_analysis": {s: r["trend"] for s, r in report["services"].items()},
-            }  # fmt: skip
+            }
         if tool == "verdict":
             ref = re.search(r"^Reference answer: (.+?)(?: \(also accepted: (.+)\))?$", user, re.M)
             said = norm(re.search(r"^Answer to grade: (.*)$", user, re.M).group(1))
@@ -99,10 +107,15 @@ class FakeLLM:
         if tool == "grounding":
             passage = re.search(r'^Passage:\n"""\n(.+?)\n"""$', user, re.M | re.S).group(1)
             answer = re.search(r"^Answer: (.+)$", user, re.M).group(1)
-            value = answer.rstrip(".").split(" is ", 1)[1] if " is " in answer else ""  # "The <attr> of <svc> is <value>."
+            value = (
+                answer.rstrip(".").split(" is ", 1)[1] if " is " in answer else ""
+            )  # "The <attr> of <svc> is <value>."
             unstated = [n for n in re.findall(r"\d+", answer) if n not in passage]
             ok = (not value or f" {norm(value)} " in f" {norm(passage)} ") and not unstated
-            return {"supported": ok, "reason": "the passage states it" if ok else f"not in the passage: {unstated or value}"}
+            return {
+                "supported": ok,
+                "reason": "the passage states it" if ok else f"not in the passage: {unstated or value}",
+            }
         return "Hello from the fake model."
 
     def malformed(self, tool: str | None) -> dict | str:
@@ -113,7 +126,9 @@ class FakeLLM:
         call = Call(protocol, model, tool, f"{system}\n{user}")
         with self.lock:
             self.calls.append(call)
-        fault = next((f for text, f in self.poison.items() if text in call.prompt), None) or self._next_fault()
+        fault = (
+            next((f for text, f in self.poison.items() if text in call.prompt), None) or self._next_fault()
+        )
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         if fault == "slow":
@@ -133,24 +148,44 @@ class FakeLLM:
         user = "\n".join(c["text"] for m in body["messages"] for c in m["content"] if "text" in c)
 
         def render(out, n_in, n_out):
-            content = [{"toolUse": {"toolUseId": "tu-1", "name": tool, "input": out}}] if isinstance(out, dict) else [{"text": out}]
-            return {"output": {"message": {"role": "assistant", "content": content}},
-                    "stopReason": "tool_use" if tool else "end_turn",
-                    "usage": {"inputTokens": n_in, "outputTokens": n_out, "totalTokens": n_in + n_out},
-                    "metrics": {"latencyMs": 1}}  # fmt: skip
+            content = (
+                [{"toolUse": {"toolUseId": "tu-1", "name": tool, "input": out}}]
+                if isinstance(out, dict)
+                else [{"text": out}]
+            )
+            return {
+                "output": {"message": {"role": "assistant", "content": content}},
+                "stopReason": "tool_use" if tool else "end_turn",
+                "usage": {"inputTokens": n_in, "outputTokens": n_out, "totalTokens": n_in + n_out},
+                "metrics": {"latencyMs": 1},
+            }
 
         return await self._respond("bedrock", model, tool, system, user, render)
 
     async def anthropic(self, request: Request):
         body = await request.json()
         tool = (body.get("tool_choice") or {}).get("name")
-        user = "\n".join(m["content"] if isinstance(m["content"], str) else m["content"][0]["text"] for m in body["messages"])
+        user = "\n".join(
+            m["content"] if isinstance(m["content"], str) else m["content"][0]["text"]
+            for m in body["messages"]
+        )
 
         def render(out, n_in, n_out):
-            block = {"type": "tool_use", "id": "toolu_1", "name": tool, "input": out} if isinstance(out, dict) else {"type": "text", "text": out}
-            return {"id": "msg_1", "type": "message", "role": "assistant", "model": body["model"], "content": [block],
-                    "stop_reason": "tool_use" if tool else "end_turn", "stop_sequence": None,
-                    "usage": {"input_tokens": n_in, "output_tokens": n_out}}  # fmt: skip
+            block = (
+                {"type": "tool_use", "id": "toolu_1", "name": tool, "input": out}
+                if isinstance(out, dict)
+                else {"type": "text", "text": out}
+            )
+            return {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": [block],
+                "stop_reason": "tool_use" if tool else "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": n_in, "output_tokens": n_out},
+            }
 
         return await self._respond("anthropic", body["model"], tool, body.get("system") or "", user, render)
 
@@ -163,18 +198,27 @@ class FakeLLM:
 
         def render(out, n_in, n_out):
             text = json.dumps(out) if isinstance(out, dict) else out
-            return {"id": "cc-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}}  # fmt: skip
+            return {
+                "id": "cc-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out},
+            }
 
         return await self._respond("openai", body["model"], tool, system, user, render)
 
     def app(self) -> Starlette:
-        return Starlette(routes=[
-            Route("/model/{model:path}/converse", self.bedrock, methods=["POST"]),
-            Route("/v1/messages", self.anthropic, methods=["POST"]),
-            Route("/v1/chat/completions", self.openai, methods=["POST"]),
-        ])  # fmt: skip
+        return Starlette(
+            routes=[
+                Route("/model/{model:path}/converse", self.bedrock, methods=["POST"]),
+                Route("/v1/messages", self.anthropic, methods=["POST"]),
+                Route("/v1/chat/completions", self.openai, methods=["POST"]),
+            ]
+        )
 
 
 QUESTIONS = (
@@ -198,24 +242,48 @@ def norm(text: str) -> str:
 
 
 def _bedrock_error(fault: str, model: str) -> JSONResponse:
-    status, code = {"throttle": (429, "ThrottlingException"), "error500": (500, "InternalServerException"),
-                    "auth": (403, "AccessDeniedException"), "unknown_model": (400, "ValidationException")}[fault]  # fmt: skip
-    msg = f"The provided model identifier is invalid: {model}" if fault == "unknown_model" else f"{code} from the fake"
-    return JSONResponse({"__type": code, "message": msg}, status_code=status, headers={"x-amzn-ErrorType": f"{code}:"})
+    status, code = {
+        "throttle": (429, "ThrottlingException"),
+        "error500": (500, "InternalServerException"),
+        "auth": (403, "AccessDeniedException"),
+        "unknown_model": (400, "ValidationException"),
+    }[fault]
+    msg = (
+        f"The provided model identifier is invalid: {model}"
+        if fault == "unknown_model"
+        else f"{code} from the fake"
+    )
+    return JSONResponse(
+        {"__type": code, "message": msg}, status_code=status, headers={"x-amzn-ErrorType": f"{code}:"}
+    )
 
 
 def _anthropic_error(fault: str, model: str) -> JSONResponse:
-    status, kind = {"throttle": (429, "rate_limit_error"), "error500": (500, "api_error"),
-                    "auth": (401, "authentication_error"), "unknown_model": (404, "not_found_error")}[fault]  # fmt: skip
-    return JSONResponse({"type": "error", "error": {"type": kind, "message": f"{kind} for model: {model}"}},
-                        status_code=status, headers={"retry-after-ms": "10"})  # fmt: skip
+    status, kind = {
+        "throttle": (429, "rate_limit_error"),
+        "error500": (500, "api_error"),
+        "auth": (401, "authentication_error"),
+        "unknown_model": (404, "not_found_error"),
+    }[fault]
+    return JSONResponse(
+        {"type": "error", "error": {"type": kind, "message": f"{kind} for model: {model}"}},
+        status_code=status,
+        headers={"retry-after-ms": "10"},
+    )
 
 
 def _openai_error(fault: str, model: str) -> JSONResponse:
-    status, kind = {"throttle": (429, "rate_limit_exceeded"), "error500": (500, "server_error"),
-                    "auth": (401, "invalid_api_key"), "unknown_model": (404, "model_not_found")}[fault]  # fmt: skip
-    return JSONResponse({"error": {"message": f"{kind}: {model}", "type": kind, "code": kind}},
-                        status_code=status, headers={"retry-after-ms": "10"})  # fmt: skip
+    status, kind = {
+        "throttle": (429, "rate_limit_exceeded"),
+        "error500": (500, "server_error"),
+        "auth": (401, "invalid_api_key"),
+        "unknown_model": (404, "model_not_found"),
+    }[fault]
+    return JSONResponse(
+        {"error": {"message": f"{kind}: {model}", "type": kind, "code": kind}},
+        status_code=status,
+        headers={"retry-after-ms": "10"},
+    )
 
 
 ERRORS = {"bedrock": _bedrock_error, "anthropic": _anthropic_error, "openai": _openai_error}

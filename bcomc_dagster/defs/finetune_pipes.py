@@ -1,4 +1,4 @@
-"""Fine-tuning as a Dagster Pipes process: ``python -m bcomc_dagster.training.remote``.
+"""Fine-tuning as a Dagster Pipes process: ``python -m bcomc_dagster.defs.finetune_pipes``.
 
 The checkpoint asset starts it through a Pipes client (a subprocess here; a Kubernetes or ECS Pipes
 client to put it on a GPU machine) with the store root, campaign and iteration as extras. It trains
@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from dagster_pipes import open_dagster_pipes
 
 from bcomc_dagster import stages
-from bcomc_dagster.artifacts import ArtifactStore
+from bcomc_dagster.artifacts import CONFIG, DATASET, ArtifactStore
+from bcomc_dagster.files import HOME_ENV
 from bcomc_dagster.s3_mirror import S3Mirror
 
 
-def _mirror(extras: dict) -> S3Mirror | None:
+def _mirror(extras: Mapping[str, Any]) -> S3Mirror | None:
     if not extras.get("s3_bucket"):
         return None
     import boto3
@@ -34,11 +37,11 @@ def main() -> None:
         extras = pipes.extras
         campaign, i = extras["campaign"], int(extras["iteration"])
         mirror = _mirror(extras)
-        root = (os.environ.get("BCOMC_HOME") or extras["root"]) if mirror else extras["root"]
+        root = (os.environ.get(HOME_ENV) or extras["root"]) if mirror else extras["root"]
         store = ArtifactStore(root)
         try:
             if mirror:
-                n = mirror.pull(store, campaign, only=(stages.CONFIG, f"{i}/{stages.DATASET}"))
+                n = mirror.pull(store, campaign, only=(CONFIG, f"{i}/{DATASET}"))
                 pipes.log.info(f"fine-tune: {n} artifact(s) from s3://{mirror.bucket}/{mirror.prefix}/{campaign}")
             started = time.time()
             m = stages.train_checkpoint(store, campaign, i, pipes.log.info)

@@ -1,0 +1,43 @@
+"""What the CLI prints after each stage: a few lines read from the stage's own result on the store."""
+
+from __future__ import annotations
+
+from bcomc_dagster.artifacts import QUALITY, ArtifactStore
+
+
+def stage_lines(store: ArtifactStore, asset: str, campaign: str, iteration: int) -> list[str]:
+    """The summary of ``asset``'s result for (campaign, iteration); none for an asset with nothing to say."""
+    if asset in ("baseline_eval", "eval_report"):
+        r = store.report(campaign, iteration)
+        delta = f" (delta {r.improvement_delta or 0.0:+.1f})" if asset == "eval_report" else ""
+        split = (
+            f"; analyzed part {r.pass_rate_analyzed:.1f}%, held-out part {r.pass_rate_held_out:.1f}%"
+            if r.pass_rate_held_out is not None
+            else ""
+        )
+        lines = [f"  {asset}: pass rate {r.pass_rate:.1f}%{delta}{split}"]
+        lines.append("    " + r.table().to_markdown(index=False).replace("\n", "\n    "))
+        if asset == "eval_report" and (gate := store.promotion(campaign, iteration)):
+            lines.append(f"  promotion gate: {gate.reason}")
+        return lines
+    if asset == "failure_analysis":
+        a = store.analysis(campaign, iteration)
+        rehearse = (
+            f"; rehearses {len(a.rehearsal_services)} learned services ({a.rehearsal_count} pairs each)"
+            if a.rehearsal_services
+            else ""
+        )
+        return [f"  failure_analysis: targets {', '.join(a.datagen_services)}{rehearse}"]
+    if asset == "training_dataset":
+        q = store.read_json(campaign, iteration, QUALITY, "the quality report")
+        dropped = ", ".join(f"{k} {v}" for k, v in q["dropped_by_reason"].items() if v) or "none"
+        return [f"  training_dataset: +{q['added']} rows, {q['rows']} in all; dropped: {dropped}"]
+    if asset == "checkpoint":
+        m = store.manifest(campaign, iteration)
+        return [f"  checkpoint: {m.steps} steps, final loss {m.final_loss:.3f}, {m.train_seconds:.0f} s"]
+    if asset == "deployment":
+        d = store.deployment(campaign, iteration)
+        return [f"  deployment: {d.served_model} live at {d.endpoint} ({d.mode}, {d.deploy_seconds:.1f} s)"]
+    if asset == "campaign_outcome" and (o := store.outcome(campaign)):
+        return [f"  campaign_outcome: {o.status}"]
+    return []
