@@ -50,7 +50,8 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # whole names only: fullm
 def check_campaign_name(name: str) -> str:
     if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:
         raise InputError(
-            f"campaign name {name!r}: expected 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            f"campaign name {name!r}: expected 1-64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
         )
     return name
 
@@ -68,7 +69,9 @@ class ArtifactStore:
         root = self.campaign_dir(campaign).resolve()
         target = (root / rel).resolve()
         if not rel or rel.startswith("/") or "//" in rel or not target.is_relative_to(root) or target == root:
-            raise InputError(f"{rel!r}: not a path inside campaign {campaign!r}'s folder; refusing to write it")
+            raise InputError(
+                f"{rel!r}: not a path inside campaign {campaign!r}'s folder; refusing to write it"
+            )
         return target
 
     def iteration_dir(self, campaign: str, iteration: int) -> Path:
@@ -81,7 +84,11 @@ class ArtifactStore:
         root = self.campaign_dir(campaign)
         if not root.is_dir():
             return []
-        return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and (having is None or (p / having).exists()))
+        return sorted(
+            int(p.name)
+            for p in root.iterdir()
+            if p.name.isdigit() and (having is None or (p / having).exists())
+        )
 
     def path(self, campaign: str, iteration: int | None, name: str) -> Path:
         if not NAME.fullmatch(name):
@@ -99,7 +106,9 @@ class ArtifactStore:
     def write_text(self, campaign: str, iteration: int | None, name: str, text: str) -> Path:
         return self.write_bytes(campaign, iteration, name, text.encode())
 
-    def write_json(self, campaign: str, iteration: int | None, name: str, data: BaseModel | dict[str, Any]) -> Path:
+    def write_json(
+        self, campaign: str, iteration: int | None, name: str, data: BaseModel | dict[str, Any]
+    ) -> Path:
         text = data.model_dump_json(indent=2) if isinstance(data, BaseModel) else json.dumps(data, indent=2)
         return self.write_text(campaign, iteration, name, text)
 

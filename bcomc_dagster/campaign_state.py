@@ -91,7 +91,9 @@ def skipped_services(store: ArtifactStore, campaign: str) -> dict[int, list[str]
     """Per iteration, the services whose generation kept failing and were skipped."""
     out = {}
     for i in store.iterations(campaign, having=names.GENERATION):
-        if skipped := store.read_json(campaign, i, names.GENERATION, "the generation summary")["skipped_services"]:
+        if skipped := store.read_json(campaign, i, names.GENERATION, "the generation summary")[
+            "skipped_services"
+        ]:
             out[i] = sorted(skipped)
     return out
 
@@ -106,7 +108,12 @@ class Failure(BaseModel):
 
 
 def record_failure(
-    store: ArtifactStore, campaign: str, iteration: int, stage: str, error: Exception, restored: str | None = None
+    store: ArtifactStore,
+    campaign: str,
+    iteration: int,
+    stage: str,
+    error: Exception,
+    restored: str | None = None,
 ) -> None:
     error_text = clip(redact(str(error)), FAILURE_TEXT)
     failure = Failure(iteration=iteration, stage=stage, error=error_text, restored=restored, at=time.time())
@@ -120,7 +127,11 @@ def last_failure(store: ArtifactStore, campaign: str) -> Failure | None:
     except PredecessorMissing:
         done = -1
     fails = [i for i in store.iterations(campaign, having=names.FAILURE) if i > done]
-    return Failure.model_validate(store.read_json(campaign, fails[-1], names.FAILURE, "the failure")) if fails else None
+    return (
+        Failure.model_validate(store.read_json(campaign, fails[-1], names.FAILURE, "the failure"))
+        if fails
+        else None
+    )
 
 
 # -- data and effectiveness -----------------------------------------------------------------------
@@ -141,7 +152,11 @@ def effectiveness_of(store: ArtifactStore, campaign: str) -> Effectiveness:
     cfg = store.config(campaign)
     by_iteration = reports(store, campaign)
     last = latest_iteration(store, campaign)
-    targeted = {i: store.analysis(campaign, i).datagen_services for i in by_iteration if i > 0 and store.has(campaign, i, names.ANALYSIS)}
+    targeted = {
+        i: store.analysis(campaign, i).datagen_services
+        for i in by_iteration
+        if i > 0 and store.has(campaign, i, names.ANALYSIS)
+    }
     added: dict[int, int] = {}
     contaminated = None
     if last > 0 and store.has(campaign, last, names.DATASET):
@@ -151,13 +166,22 @@ def effectiveness_of(store: ArtifactStore, campaign: str) -> Effectiveness:
         contaminated = len(quality.contaminated(rows, eval_index(cfg)))
     dropped: dict[str, int] = {}
     for i in (i for i in store.iterations(campaign, having=names.QUALITY) if i <= last):
-        for reason, n in store.read_json(campaign, i, names.QUALITY, "the quality report")["dropped_by_reason"].items():
+        for reason, n in store.read_json(campaign, i, names.QUALITY, "the quality report")[
+            "dropped_by_reason"
+        ].items():
             dropped[reason] = dropped.get(reason, 0) + n
     promoted = {i: p.promoted for i in by_iteration if (p := store.promotion(campaign, i)) is not None}
     return effectiveness(
-        campaign, cfg.target_pass_rate, by_iteration, targeted, added, contaminated, dropped, promoted,
+        campaign,
+        cfg.target_pass_rate,
+        by_iteration,
+        targeted,
+        added,
+        contaminated,
+        dropped,
+        promoted,
         cfg.serving.promote_margin,
-    )  # fmt: skip
+    )
 
 
 def require(store: ArtifactStore, campaign: str) -> None:
@@ -191,7 +215,9 @@ def locked(store: ArtifactStore, campaign: str, what: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            raise CampaignBusy(f"campaign {campaign!r} is busy: {f.read().strip() or 'another process'}") from None
+            raise CampaignBusy(
+                f"campaign {campaign!r} is busy: {f.read().strip() or 'another process'}"
+            ) from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()}: {what}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
@@ -209,7 +235,8 @@ class Orphan(BaseModel):
 
 
 def state(store: ArtifactStore, campaign: str, runs_active: bool = False) -> str:
-    """The campaign's state; ``runs_active``: a Dagster run of it is queued or running elsewhere (the daemon)."""
+    """The campaign's state; ``runs_active``: a Dagster run of it is queued or running elsewhere (the
+    daemon)."""
     require(store, campaign)
     out = store.path(campaign, None, names.OUTCOME)
     if out.exists() and (status := json.loads(out.read_text()).get("status")) in FINAL:
@@ -236,9 +263,13 @@ def orphans(store: ArtifactStore, campaign: str, current: str) -> list[Orphan]:
         if not process.is_ours(rec):
             continue
         if rec.pid != live_pid:
-            out.append(Orphan(campaign=campaign, pid=rec.pid, port=rec.port, why="not the campaign's live server"))
+            out.append(
+                Orphan(campaign=campaign, pid=rec.pid, port=rec.port, why="not the campaign's live server")
+            )
         elif current in ("failed", "stopped", "launched"):
-            out.append(Orphan(campaign=campaign, pid=rec.pid, port=rec.port, why=f"the campaign is {current}"))
+            out.append(
+                Orphan(campaign=campaign, pid=rec.pid, port=rec.port, why=f"the campaign is {current}")
+            )
     return out
 
 

@@ -30,10 +30,15 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED, EXIT_SERVING, EXIT_PROVIDER = 0, 1, 2, 3, 4, 5
 # error classes (by name: they may come from a step's serialized error) -> exit code
 CAUSES = {
-    "InputError": EXIT_INPUT, "BudgetExceeded": EXIT_STOPPED, "ServingError": EXIT_SERVING, "EvalIncomplete": EXIT_PROVIDER,
-    "LLMError": EXIT_PROVIDER, "PermanentLLMError": EXIT_PROVIDER, "InvalidAnswer": EXIT_PROVIDER,
+    "InputError": EXIT_INPUT,
+    "BudgetExceeded": EXIT_STOPPED,
+    "ServingError": EXIT_SERVING,
+    "EvalIncomplete": EXIT_PROVIDER,
+    "LLMError": EXIT_PROVIDER,
+    "PermanentLLMError": EXIT_PROVIDER,
+    "InvalidAnswer": EXIT_PROVIDER,
     "CampaignBusy": EXIT_INPUT,
-}  # fmt: skip
+}
 
 
 def exit_code(e: BcomcError) -> int:
@@ -68,7 +73,10 @@ def _bars(enabled: bool) -> Iterator[None]:
         yield
         return
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*cols, console=console, transient=True) as bar, progress.watching(progress.rich_watcher(bar)):
+    with (
+        Progress(*cols, console=console, transient=True) as bar,
+        progress.watching(progress.rich_watcher(bar)),
+    ):
         yield
 
 
@@ -85,11 +93,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     check_docs(cfg)
     kind = check_base(cfg)
     if args.json:
-        emit(args, {"config": str(args.config), "valid": True, "suite": suite.name, "services": len(suite.services),
-                    "questions": len(suite.questions), "base": kind, "resolved": cfg.model_dump(mode="json")})  # fmt: skip
+        emit(
+            args,
+            {
+                "config": str(args.config),
+                "valid": True,
+                "suite": suite.name,
+                "services": len(suite.services),
+                "questions": len(suite.questions),
+                "base": kind,
+                "resolved": cfg.model_dump(mode="json"),
+            },
+        )
         return EXIT_OK
-    print(f"{args.config}: valid; base model {cfg.trained_model[0]} ({kind}); suite {suite.name}: "
-          f"{len(suite.services)} services, {len(suite.questions)} questions")  # fmt: skip
+    print(
+        f"{args.config}: valid; base model {cfg.trained_model[0]} ({kind}); suite {suite.name}: "
+        f"{len(suite.services)} services, {len(suite.questions)} questions"
+    )
     return EXIT_OK
 
 
@@ -105,9 +125,14 @@ def _launch(args: argparse.Namespace, config_path: Path, drive: bool, prefix: st
     campaign = args.campaign or driver.default_campaign_name(prefix)
     cursor = driver._latest_cursor(instance)
     driver.launch(instance, defs, store, cfg, campaign)
-    print(f"campaign {campaign}: launched (target {cfg.target_pass_rate:g}%, at most {cfg.max_iterations} iterations)")
+    print(
+        f"campaign {campaign}: launched (target {cfg.target_pass_rate:g}%, at most {cfg.max_iterations} "
+        "iterations)"
+    )
     if not drive:
-        print("the sensor of a running `dagster dev` (make dev) drives it from here; `bcomc status` follows it")
+        print(
+            "the sensor of a running `dagster dev` (make dev) drives it from here; `bcomc status` follows it"
+        )
         if args.json:
             emit(args, {"campaign": campaign, "status": "launched"})
         return EXIT_OK
@@ -115,18 +140,34 @@ def _launch(args: argparse.Namespace, config_path: Path, drive: bool, prefix: st
     with _bars(not args.json):
         outcome = driver.drive(instance, defs, store, campaign, cursor=cursor)
     if outcome is None:
-        print(f"campaign {campaign}: waiting (auto_advance is off): `bcomc advance {campaign}` runs the next iteration")
+        print(
+            f"campaign {campaign}: waiting (auto_advance is off): `bcomc advance {campaign}` runs the "
+            "next iteration"
+        )
         if args.json:
             emit(args, {"campaign": campaign, "status": "waiting"})
         return EXIT_OK
     html, _ = report_page.write(store, campaign)
     if args.json:
-        emit(args, {**outcome.model_dump(mode="json"), "report": str(html), "seconds": round(time.monotonic() - t0, 1)})
+        emit(
+            args,
+            {
+                **outcome.model_dump(mode="json"),
+                "report": str(html),
+                "seconds": round(time.monotonic() - t0, 1),
+            },
+        )
     else:
         rates = ", ".join(f"{k}: {v:.1f}%" for k, v in outcome.pass_rates.items())
-        print(f"\ncampaign {campaign}: {outcome.status} after {outcome.iterations} iteration(s) in {time.monotonic() - t0:.0f} s")
+        print(
+            f"\ncampaign {campaign}: {outcome.status} after {outcome.iterations} iteration(s) in "
+            f"{time.monotonic() - t0:.0f} s"
+        )
         print(f"  pass rate by iteration (0 = baseline): {rates}")
-        print(f"  best iteration {outcome.best_iteration} ({outcome.best_pass_rate:.1f}%); cost ${outcome.cost_usd:.4f}")
+        print(
+            f"  best iteration {outcome.best_iteration} ({outcome.best_pass_rate:.1f}%); cost "
+            f"${outcome.cost_usd:.4f}"
+        )
         effectiveness = store.path(campaign, None, EFFECTIVENESS_MD)
         if effectiveness.exists():
             print("\n" + effectiveness.read_text())
@@ -155,8 +196,15 @@ def cmd_advance(args: argparse.Namespace) -> int:
         decision = driver.advance(instance, defs, store, args.campaign)
     last = campaign_state.latest_iteration(store, args.campaign)
     if args.json:
-        emit(args, {"campaign": args.campaign, "decision": decision.value, "iteration": last,
-                    "pass_rate": store.report(args.campaign, last).pass_rate})  # fmt: skip
+        emit(
+            args,
+            {
+                "campaign": args.campaign,
+                "decision": decision.value,
+                "iteration": last,
+                "pass_rate": store.report(args.campaign, last).pass_rate,
+            },
+        )
     return EXIT_STOPPED if decision.final and decision.value != "target_reached" else EXIT_OK
 
 
@@ -169,8 +217,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     html, md = report_page.write(store, args.campaign)
     r = report_page.collect(store, args.campaign)
     if args.json:
-        emit(args, {"campaign": args.campaign, "status": r.status, "html": str(html), "markdown": str(md),
-                    "pass_rates": r.rates, "cost_usd": r.cost_usd})  # fmt: skip
+        emit(
+            args,
+            {
+                "campaign": args.campaign,
+                "status": r.status,
+                "html": str(html),
+                "markdown": str(md),
+                "pass_rates": r.rates,
+                "cost_usd": r.cost_usd,
+            },
+        )
     else:
         print(f"{args.campaign}: {r.status}; report written to {html} and {md}")
     return EXIT_OK
@@ -188,8 +245,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows, orphans = [], []
     row: dict[str, Any]  # one campaign's line, JSON with --json
     for c in names:
-        row = {"campaign": c, "iteration": None, "pass_rate": None, "delta": None, "status": "launched",
-               "cost_usd": None, "skipped": {}, "live": None, "endpoint": None, "failure": None}  # fmt: skip
+        row = {
+            "campaign": c,
+            "iteration": None,
+            "pass_rate": None,
+            "delta": None,
+            "status": "launched",
+            "cost_usd": None,
+            "skipped": {},
+            "live": None,
+            "endpoint": None,
+            "failure": None,
+        }
         if not store.path(c, None, CONFIG).exists():
             row["status"] = "unknown (no artifacts here)"
             rows.append(row)
@@ -199,8 +266,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         try:
             last = campaign_state.latest_iteration(store, c)
             rep = store.report(c, last)
-            row.update(iteration=last, pass_rate=rep.pass_rate, delta=rep.improvement_delta,
-                       cost_usd=costs.campaign_cost(store, c), skipped=campaign_state.skipped_services(store, c))  # fmt: skip
+            row.update(
+                iteration=last,
+                pass_rate=rep.pass_rate,
+                delta=rep.improvement_delta,
+                cost_usd=costs.campaign_cost(store, c),
+                skipped=campaign_state.skipped_services(store, c),
+            )
         except BcomcError:
             pass
         fail = campaign_state.last_failure(store, c)
@@ -212,12 +284,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         found = campaign_state.orphans(store, c, row["status"])
         if found and args.reap:
             for o in campaign_state.reap(store, found):
-                print(f"{c}: stopped orphaned model server pid {o.pid} (port {o.port}; {o.why})", file=sys.stderr)
+                print(
+                    f"{c}: stopped orphaned model server pid {o.pid} (port {o.port}; {o.why})",
+                    file=sys.stderr,
+                )
             found = []
         orphans += found
         rows.append(row)
     if args.json:
-        emit(args, {"campaigns": rows, "orphans": [o.model_dump() for o in orphans]} if args.orphans else rows)
+        emit(
+            args, {"campaigns": rows, "orphans": [o.model_dump() for o in orphans]} if args.orphans else rows
+        )
         return EXIT_OK
     from rich.console import Console
     from rich.table import Table
@@ -225,11 +302,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     table = Table("campaign", "iteration", "pass rate", "delta", "status", "cost", "live model")
     for r in rows:
         table.add_row(
-            r["campaign"], "-" if r["iteration"] is None else str(r["iteration"]),
+            r["campaign"],
+            "-" if r["iteration"] is None else str(r["iteration"]),
             "-" if r["pass_rate"] is None else f"{r['pass_rate']:.1f}%",
-            "-" if r["delta"] is None else f"{r['delta']:+.1f}", r["status"],
-            "-" if r["cost_usd"] is None else f"${r['cost_usd']:.4f}", r["live"] or "-",
-        )  # fmt: skip
+            "-" if r["delta"] is None else f"{r['delta']:+.1f}",
+            r["status"],
+            "-" if r["cost_usd"] is None else f"${r['cost_usd']:.4f}",
+            r["live"] or "-",
+        )
     Console().print(table)
     for r in rows:
         if r["failure"]:
@@ -239,7 +319,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         if r["endpoint"]:
             print(f"{r['campaign']}: {r['live']} at {r['endpoint']}")
     for o in orphans:
-        print(f"{o.campaign}: orphaned model server pid {o.pid} on port {o.port} ({o.why}); `bcomc status --reap` stops it")
+        print(
+            f"{o.campaign}: orphaned model server pid {o.pid} on port {o.port} ({o.why}); `bcomc status "
+            "--reap` stops it"
+        )
     return EXIT_OK
 
 
@@ -251,7 +334,10 @@ def cmd_stop(args: argparse.Namespace) -> int:
     if args.json:
         emit(args, {"campaign": args.campaign, "status": "stopped", "servers_stopped": stopped})
     else:
-        print(f"campaign {args.campaign}: stopped" + (f"; stopped model servers {stopped}" if stopped else "; no model server was running"))
+        print(
+            f"campaign {args.campaign}: stopped"
+            + (f"; stopped model servers {stopped}" if stopped else "; no model server was running")
+        )
         print(f"`bcomc resume {args.campaign}` continues it")
     return EXIT_OK
 
@@ -264,7 +350,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
     with _bars(not args.json):
         outcome = driver.resume(instance, defs, store, args.campaign)
     if outcome is None:
-        print(f"campaign {args.campaign}: waiting (auto_advance is off): `bcomc advance {args.campaign}` runs the next iteration")
+        print(
+            f"campaign {args.campaign}: waiting (auto_advance is off): `bcomc advance {args.campaign}` "
+            "runs the next iteration"
+        )
         if args.json:
             emit(args, {"campaign": args.campaign, "status": "waiting"})
         return EXIT_OK
@@ -272,21 +361,35 @@ def cmd_resume(args: argparse.Namespace) -> int:
         emit(args, {**outcome.model_dump(mode="json"), "seconds": round(time.monotonic() - t0, 1)})
     else:
         rates = ", ".join(f"{k}: {v:.1f}%" for k, v in outcome.pass_rates.items())
-        print(f"campaign {args.campaign}: {outcome.status} after {outcome.iterations} iteration(s); pass rate by iteration: {rates}")
+        print(
+            f"campaign {args.campaign}: {outcome.status} after {outcome.iterations} iteration(s); pass "
+            f"rate by iteration: {rates}"
+        )
     return EXIT_OK if outcome.status == "target_reached" else EXIT_STOPPED
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bcomc", description="Closed-loop model improvement on Dagster.",
-                                epilog="exit codes: 0 done, 1 a stage failed, 2 bad input, 3 stopped short of the "
-                                "target, 4 a model server failed, 5 a model provider failed")  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="bcomc",
+        description="Closed-loop model improvement on Dagster.",
+        epilog="exit codes: 0 done, 1 a stage failed, 2 bad input, 3 stopped short of the "
+        "target, 4 a model server failed, 5 a model provider failed",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("demo", help="run the demo campaign to its outcome on the embedded defaults")
     s.add_argument("--campaign", help="campaign name (default: demo-TIMESTAMP)")
-    s.add_argument("--model", choices=sorted(DEMO_CONFIGS), default="bcomc-tiny",
-                   help="base model: the random-weight bcomc-tiny (default) or the pretrained SmolLM2-135M-Instruct")  # fmt: skip
-    s.add_argument("--suite", choices=("demo", "prose"), default="demo",
-                   help="docs with reference lists (demo, default) or written as prose in Markdown, text and HTML")  # fmt: skip
+    s.add_argument(
+        "--model",
+        choices=sorted(DEMO_CONFIGS),
+        default="bcomc-tiny",
+        help="base model: the random-weight bcomc-tiny (default) or the pretrained SmolLM2-135M-Instruct",
+    )
+    s.add_argument(
+        "--suite",
+        choices=("demo", "prose"),
+        default="demo",
+        help="docs with reference lists (demo, default) or written as prose in Markdown, text and HTML",
+    )
     s.set_defaults(func=cmd_demo)
     s = sub.add_parser("launch", help="validate a config, register the campaign and start it")
     s.add_argument("config")
@@ -299,22 +402,34 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("advance", help="run the next iteration of a campaign by hand")
     s.add_argument("campaign")
     s.set_defaults(func=cmd_advance)
-    s = sub.add_parser("status", help="campaigns: iteration, pass rate, delta, status, cost, what is live, orphans")
+    s = sub.add_parser(
+        "status", help="campaigns: iteration, pass rate, delta, status, cost, what is live, orphans"
+    )
     s.add_argument("campaign", nargs="?")
-    s.add_argument("--reap", action="store_true", help="stop the model servers of campaigns that no longer run")
-    s.add_argument("--orphans", action="store_true", help="with --json: {campaigns, orphans} instead of the rows")
+    s.add_argument(
+        "--reap", action="store_true", help="stop the model servers of campaigns that no longer run"
+    )
+    s.add_argument(
+        "--orphans", action="store_true", help="with --json: {campaigns, orphans} instead of the rows"
+    )
     s.set_defaults(func=cmd_status)
     s = sub.add_parser("stop", help="stop a campaign: its model servers stop, the sensor advances it no more")
     s.add_argument("campaign")
     s.set_defaults(func=cmd_stop)
-    s = sub.add_parser("resume", help="continue a campaign from its last complete stage (after a crash, a failure or stop)")
+    s = sub.add_parser(
+        "resume", help="continue a campaign from its last complete stage (after a crash, a failure or stop)"
+    )
     s.add_argument("campaign")
     s.set_defaults(func=cmd_resume)
-    s = sub.add_parser("report", help="write a campaign's report (HTML and Markdown) into its artifact folder")
+    s = sub.add_parser(
+        "report", help="write a campaign's report (HTML and Markdown) into its artifact folder"
+    )
     s.add_argument("campaign")
     s.set_defaults(func=cmd_report)
     for s in sub.choices.values():
-        s.add_argument("--json", action="store_true", help="the result as JSON on stdout; everything else on stderr")
+        s.add_argument(
+            "--json", action="store_true", help="the result as JSON on stdout; everything else on stderr"
+        )
     args = p.parse_args(argv)
     args.stdout = sys.stdout
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
@@ -325,7 +440,10 @@ def main(argv: list[str] | None = None) -> int:
         code = exit_code(e)
         print(f"{'error' if code == EXIT_INPUT else 'failed'}: {e}", file=sys.stderr)
         if args.json:
-            emit(args, {"error": str(e), "exit_code": code, "cause": getattr(e, "cause", None) or type(e).__name__})
+            emit(
+                args,
+                {"error": str(e), "exit_code": code, "cause": getattr(e, "cause", None) or type(e).__name__},
+            )
         return code
 
 

@@ -35,7 +35,9 @@ class _Strict(BaseModel):
 class PromptConfig(_Strict):
     domain: str = Field("", description="What the data is about, e.g. 'cloud services'.")
     persona: str = Field("", description="Who asks the questions, e.g. 'an SRE on call'.")
-    doc_label: str = Field("", description="What the documentation is called in prompts, e.g. 'service docs'.")
+    doc_label: str = Field(
+        "", description="What the documentation is called in prompts, e.g. 'service docs'."
+    )
 
 
 def _backend(v: str) -> str:
@@ -46,50 +48,79 @@ def _backend(v: str) -> str:
 
 class DatagenConfig(_Strict):
     generator_model: str = Field(
-        "extractive", description="Model that writes pairs (one call per pair): 'extractive' on the embedded "
+        "extractive",
+        description="Model that writes pairs (one call per pair): 'extractive' on the embedded "
         "backend, else a model id or alias of the backend (e.g. 'claude-3-5-haiku').",
     )
     generator_backend: str = Field("embedded", description=f"One of {backends()}.")
     synthesizer_enabled: bool = Field(False, description="Run a synthesis pass with a stronger model.")
-    synthesizer_model: str | None = Field(None, description="Model of the synthesis pass (e.g. 'claude-3-5-sonnet').")
-    synthesizer_backend: str | None = Field(None, description="Backend of the synthesizer; default: the generator's.")
-    synthesis_batch_size: int = Field(10, ge=1, le=50, description="Raw pairs rewritten per synthesizer call.")
-    examples_per_service: int = Field(50, ge=1, le=10_000, description="Pairs per targeted service per iteration.")
+    synthesizer_model: str | None = Field(
+        None, description="Model of the synthesis pass (e.g. 'claude-3-5-sonnet')."
+    )
+    synthesizer_backend: str | None = Field(
+        None, description="Backend of the synthesizer; default: the generator's."
+    )
+    synthesis_batch_size: int = Field(
+        10, ge=1, le=50, description="Raw pairs rewritten per synthesizer call."
+    )
+    examples_per_service: int = Field(
+        50, ge=1, le=10_000, description="Pairs per targeted service per iteration."
+    )
     dataset_type: Literal["qa-grounded"] = Field("qa-grounded", description="Shape of the generated data.")
     prompt_config: PromptConfig = Field(default_factory=PromptConfig)
     max_retries: int = Field(2, ge=0, le=10, description="Retries of a failing service before it is skipped.")
     concurrency: int = Field(8, ge=1, le=256, description="Worker calls in flight at once.")
     rehearsal_share: float = Field(
-        0.25, ge=0, le=1, description="Each iteration also generates this share of examples_per_service, in new "
-        "phrasings, for every service already in the dataset that is not targeted, so that retraining from the base "
+        0.25,
+        ge=0,
+        le=1,
+        description="Each iteration also generates this share of examples_per_service, in new "
+        "phrasings, for every service already in the dataset that is not targeted, so that retraining "
+        "from the base "
         "on a dataset that grows elsewhere does not forget it. 0 turns rehearsal off.",
     )
     passage_tokens: int = Field(
-        DEFAULT_BUDGET, ge=MIN_BUDGET, le=8192, description="Most tokens (words and punctuation) of one passage, its "
+        DEFAULT_BUDGET,
+        ge=MIN_BUDGET,
+        le=8192,
+        description="Most tokens (words and punctuation) of one passage, its "
         "heading path included: the docs are cut at sections, then at the largest unit that fits.",
     )
-    min_services: int = Field(3, ge=1, description="Fewest services targeted per iteration (when that many fail).")
+    min_services: int = Field(
+        3, ge=1, description="Fewest services targeted per iteration (when that many fail)."
+    )
     max_services: int = Field(5, ge=1, description="Most services targeted per iteration.")
 
-    _backends = field_validator("generator_backend", "synthesizer_backend")(classmethod(lambda cls, v: v and _backend(v)))
+    _backends = field_validator("generator_backend", "synthesizer_backend")(
+        classmethod(lambda cls, v: v and _backend(v))
+    )
 
     @model_validator(mode="after")
     def _services_in_order(self) -> DatagenConfig:
         if self.min_services > self.max_services:
-            raise ValueError(f"datagen.min_services ({self.min_services}) is above datagen.max_services ({self.max_services})")
+            raise ValueError(
+                f"datagen.min_services ({self.min_services}) is above datagen.max_services "
+                f"({self.max_services})"
+            )
         return self
 
     @model_validator(mode="after")
     def _models_fit_backends(self) -> DatagenConfig:
         if self.generator_backend == EMBEDDED and self.generator_model not in GENERATORS:
-            raise ValueError(f"datagen.generator_model: the embedded backend's generators are {GENERATORS.names()}")
+            raise ValueError(
+                f"datagen.generator_model: the embedded backend's generators are {GENERATORS.names()}"
+            )
         if self.generator_backend != EMBEDDED and self.generator_model in GENERATORS:
-            raise ValueError(f"datagen.generator_model: name a model of the {self.generator_backend!r} backend")
+            raise ValueError(
+                f"datagen.generator_model: name a model of the {self.generator_backend!r} backend"
+            )
         if self.synthesizer_enabled:
             if not self.synthesizer_model:
                 raise ValueError("datagen.synthesizer_model: required when synthesizer_enabled is true")
             if (self.synthesizer_backend or self.generator_backend) == EMBEDDED:
-                raise ValueError("datagen.synthesizer_backend: the synthesis pass needs a model backend, not 'embedded'")
+                raise ValueError(
+                    "datagen.synthesizer_backend: the synthesis pass needs a model backend, not 'embedded'"
+                )
         return self
 
     @property
@@ -104,46 +135,69 @@ class FinetuneConfig(_Strict):
     rank: int = Field(16, description=f"LoRA rank; one of {VLLM_LORA_RANKS} (what vLLM can serve).")
     alpha: int | None = Field(None, ge=1, description="LoRA alpha; default 2 x rank.")
     epochs: float = Field(
-        4, gt=0, le=1000, description="Passes over the cumulative dataset. Default for a pretrained base; the embedded "
+        4,
+        gt=0,
+        le=1000,
+        description="Passes over the cumulative dataset. Default for a pretrained base; the embedded "
         "bcomc-tiny (random weights) defaults to 12.",
     )
     learning_rate: float = Field(
-        1e-3, gt=0, lt=1, description="Peak learning rate (linear decay). Default for a pretrained base (the plan's 2e-4 "
+        1e-3,
+        gt=0,
+        lt=1,
+        description="Peak learning rate (linear decay). Default for a pretrained base (the plan's 2e-4 "
         "teaches new facts too slowly at tens of pairs per service); bcomc-tiny defaults to 0.003.",
     )
     batch_size: int = Field(16, ge=1, le=4096)
     threads: int | None = Field(None, ge=1, description="CPU threads for training; default: torch's choice.")
     max_length: int = Field(
-        1024, ge=16, le=131_072, description="Tokens per training example (prompt, chat template and answer); longer "
-        "examples are cut, and counted in the checkpoint's metadata. Capped at the base model's context length.",
+        1024,
+        ge=16,
+        le=131_072,
+        description="Tokens per training example (prompt, chat template and answer); longer "
+        "examples are cut, and counted in the checkpoint's metadata. Capped at the base model's context "
+        "length.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="Where to train: 'auto' takes CUDA when torch sees a GPU and the base has 20 M parameters or "
+        "auto",
+        description="Where to train: 'auto' takes CUDA when torch sees a GPU and the base has 20 M "
+        "parameters or "
         "more (smaller models train faster on the CPU), else the CPU.",
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="'auto': bf16 on a GPU that has it (else fp16), fp32 on the CPU. Merged weights keep the base's dtype.",
+        "auto",
+        description="'auto': bf16 on a GPU that has it (else fp16), fp32 on the CPU. Merged weights keep "
+        "the base's dtype.",
     )
     packing: bool = Field(
-        True, description="Each batch as one sequence of its examples back to back (attention kept within each "
+        True,
+        description="Each batch as one sequence of its examples back to back (attention kept within each "
         "example): no compute on padding, the same loss as padded batches.",
     )
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass: less memory, more time.")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, more time."
+    )
     runner: Literal["in-process", "pipes"] = Field(
-        "in-process", description="'pipes': train in a Dagster Pipes process (the `finetune_pipes` resource: a "
-        "subprocess by default, a Kubernetes or ECS Pipes client for a GPU machine), its logs streamed into the run.",
+        "in-process",
+        description="'pipes': train in a Dagster Pipes process (the `finetune_pipes` resource: a "
+        "subprocess by default, a Kubernetes or ECS Pipes client for a GPU machine), its logs streamed "
+        "into the run.",
     )
 
     @model_validator(mode="after")
     def _device_present(self) -> FinetuneConfig:
         if self.precision == "fp16" and self.device == "cpu":
             raise ValueError("finetune.precision: 'fp16' needs a GPU; use 'fp32' or 'bf16' with device 'cpu'")
-        if self.device == "cuda" and self.runner == "in-process":  # a Pipes runner may train on another machine
+        if (
+            self.device == "cuda" and self.runner == "in-process"
+        ):  # a Pipes runner may train on another machine
             import torch
 
             if not torch.cuda.is_available():
-                raise ValueError("finetune.device: 'cuda', but torch sees no CUDA device here; use 'auto' or 'cpu', "
-                                 "or install the [gpu] extra on a GPU host")  # fmt: skip
+                raise ValueError(
+                    "finetune.device: 'cuda', but torch sees no CUDA device here; use 'auto' or 'cpu', "
+                    "or install the [gpu] extra on a GPU host"
+                )
         return self
 
     @field_validator("rank")
@@ -156,52 +210,83 @@ class FinetuneConfig(_Strict):
 
 class ServingConfig(_Strict):
     engine: Literal["auto", "vllm", "transformers"] = Field(
-        "auto", description="Local server (model_backend 'local'): vLLM's CPU build where installed, else `transformers serve`."
+        "auto",
+        description="Local server (model_backend 'local'): vLLM's CPU build where installed, else "
+        "`transformers serve`.",
     )
     mode: Literal["hot-swap", "restart"] = Field(
         "hot-swap",
-        description="vLLM: 'hot-swap' loads each LoRA adapter into the running server; 'restart' starts a new "
+        description="vLLM: 'hot-swap' loads each LoRA adapter into the running server; 'restart' starts a "
+        "new "
         "server on the merged checkpoint and stops the old one once the new one is verified.",
     )
     base_url: str | None = Field(
         None,
-        description="A server you run (vLLM with runtime LoRA updating, or Ollama), e.g. http://gpu-host:8000. "
+        description="A server you run (vLLM with runtime LoRA updating, or Ollama), e.g. "
+        "http://gpu-host:8000. "
         "Default: vLLM is started here; Ollama at http://127.0.0.1:11434. Adapters are loaded by path, so a "
         "remote vLLM must see the artifact folder at the same path.",
     )
     api_key_env: str | None = Field(None, description="Environment variable holding the API key of base_url.")
     final_model: Literal["last", "best", "base"] = Field(
-        "last", description="What is left live when the campaign ends: the last checkpoint, the best-scoring one, or the base."
+        "last",
+        description="What is left live when the campaign ends: the last checkpoint, the best-scoring one, "
+        "or the base.",
     )
     promote: Literal["always", "if_better"] = Field(
-        "if_better", description="'if_better': a new checkpoint stays live only if its re-eval beats the live model's "
-        "on the whole suite and no service that passed before loses more than promote_margin points; else the live "
-        "model is served again and the checkpoint is recorded as rejected. 'always': every checkpoint stays live.",
+        "if_better",
+        description="'if_better': a new checkpoint stays live only if its re-eval beats the live model's "
+        "on the whole suite and no service that passed before loses more than promote_margin points; else "
+        "the live "
+        "model is served again and the checkpoint is recorded as rejected. 'always': every checkpoint "
+        "stays live.",
     )
     promote_margin: float = Field(
-        10, ge=0, le=100, description="Points of pass rate a service that passed before may lose in a promoted checkpoint."
+        10,
+        ge=0,
+        le=100,
+        description="Points of pass rate a service that passed before may lose in a promoted checkpoint.",
     )
     rollback_on_failure: bool = Field(
-        True, description="When a re-eval fails, serve the previous iteration's model again (a failed deploy never replaces it)."
+        True,
+        description="When a re-eval fails, serve the previous iteration's model again (a failed deploy "
+        "never replaces it).",
     )
-    ready_timeout_s: float = Field(300, gt=0, description="Deadline for a server to be ready, or a model to be listed.")
+    ready_timeout_s: float = Field(
+        300, gt=0, description="Deadline for a server to be ready, or a model to be listed."
+    )
     max_tokens: int | None = Field(
-        None, ge=1, le=32_768, description="Longest answer generated per eval question; default 48 for the embedded "
+        None,
+        ge=1,
+        le=32_768,
+        description="Longest answer generated per eval question; default 48 for the embedded "
         "bcomc-tiny (its answers are one short sentence), 256 for any other base.",
     )
     max_model_len: int | None = Field(
-        None, ge=64, description="Context length of a vLLM server started here; default: the base's, at most 4096.",
+        None,
+        ge=64,
+        description="Context length of a vLLM server started here; default: the base's, at most 4096.",
     )
-    max_loras: int = Field(2, ge=1, le=64, description="Adapters a vLLM server started here holds at once (hot-swap).")
+    max_loras: int = Field(
+        2, ge=1, le=64, description="Adapters a vLLM server started here holds at once (hot-swap)."
+    )
     gpu_memory_utilization: float = Field(
-        0.4, gt=0, le=1, description="vLLM's CUDA build: the share of GPU memory a server started here may take. "
-        "The fine-tune shares the GPU with it, and a restart briefly runs two servers: at most 0.45 in 'restart' mode.",
+        0.4,
+        gt=0,
+        le=1,
+        description="vLLM's CUDA build: the share of GPU memory a server started here may take. "
+        "The fine-tune shares the GPU with it, and a restart briefly runs two servers: at most 0.45 in "
+        "'restart' mode.",
     )
     eval_concurrency: int = Field(8, ge=1, le=256, description="Eval requests in flight at once.")
     request_timeout_s: float = Field(
-        120, gt=0, description="Per-attempt timeout of a request to the served model (eval answers, deploy probes)."
+        120,
+        gt=0,
+        description="Per-attempt timeout of a request to the served model (eval answers, deploy probes).",
     )
-    request_retries: int = Field(3, ge=0, le=20, description="Retries of a failed request to the served model.")
+    request_retries: int = Field(
+        3, ge=0, le=20, description="Retries of a failed request to the served model."
+    )
     stop_at_end: bool = Field(True, description="Stop the servers this campaign started when it ends.")
 
     _url = field_validator("base_url")(classmethod(lambda cls, v: check_url(v)))
@@ -213,12 +298,16 @@ class LLMConfig(_Strict):
         default_factory=dict, description="How to reach each provider: bedrock, anthropic, openai."
     )
     aliases: dict[str, dict[str, str]] = Field(
-        default_factory=dict, description="Short model names -> {provider: model id}; adds to the built-in table."
+        default_factory=dict,
+        description="Short model names -> {provider: model id}; adds to the built-in table.",
     )
     prices: dict[str, Price] = Field(
-        default_factory=dict, description="USD per 1M input/output tokens by alias or model id; adds to the plan's prices."
+        default_factory=dict,
+        description="USD per 1M input/output tokens by alias or model id; adds to the plan's prices.",
     )
-    cache: bool = Field(True, description="Keep answers on disk so a re-run pays only for calls that never finished.")
+    cache: bool = Field(
+        True, description="Keep answers on disk so a re-run pays only for calls that never finished."
+    )
 
     @field_validator("providers")
     @classmethod
@@ -232,22 +321,35 @@ class LLMConfig(_Strict):
 
 class CampaignConfig(_Strict):
     model_name: str = Field(
-        "bcomc-tiny", description="Base model: an embedded name ('bcomc-tiny', random weights; 'smollm2-135m', "
-        "SmolLM2-135M-Instruct), a local model folder, a .gguf file, a Hugging Face Hub id (org/name), or with "
-        "model_backend 'ollama' an Ollama tag (e.g. 'llama3.2:3b', evaluated as served; trained on its GGUF blob).",
+        "bcomc-tiny",
+        description="Base model: an embedded name ('bcomc-tiny', random weights; 'smollm2-135m', "
+        "SmolLM2-135M-Instruct), a local model folder, a .gguf file, a Hugging Face Hub id (org/name), or "
+        "with "
+        "model_backend 'ollama' an Ollama tag (e.g. 'llama3.2:3b', evaluated as served; trained on its "
+        "GGUF blob).",
     )
-    model_backend: str = Field("local", description=f"Where the model is served; one of {DEPLOYERS.names()} ('local': a server started here, vLLM where installed, else "
+    model_backend: str = Field(
+        "local",
+        description=f"Where the model is served; one of {DEPLOYERS.names()} ('local': a server started "
+        "here, vLLM where installed, else "
         "transformers serve; 'vllm': vLLM, started here or at serving.base_url; 'ollama': an Ollama server).",
     )
     base_weights: str | None = Field(
-        None, description="Ollama only: the trainable weights of model_name when its GGUF blob cannot be read here "
-        "(a folder, a .gguf file or a Hub id, e.g. 'meta-llama/Llama-3.2-3B-Instruct'); the baseline still serves model_name.",
+        None,
+        description="Ollama only: the trainable weights of model_name when its GGUF blob cannot be read here "
+        "(a folder, a .gguf file or a Hub id, e.g. 'meta-llama/Llama-3.2-3B-Instruct'); the baseline "
+        "still serves model_name.",
     )
     eval_suite: str = Field("demo", description="A built-in suite name or a suite folder.")
-    target_pass_rate: float = Field(80, gt=0, le=100, description="Stop once the pass rate (percent) reaches it.")
+    target_pass_rate: float = Field(
+        80, gt=0, le=100, description="Stop once the pass rate (percent) reaches it."
+    )
     max_iterations: int = Field(5, ge=1, le=100, description="Stop after this many iterations.")
     auto_advance: bool = Field(True, description="Let the sensor start the next iteration by itself.")
-    judge: str = Field("reference", description=f"Grader of answers; one of {JUDGES.names()} ('llm': judge_backend/judge_model).")
+    judge: str = Field(
+        "reference",
+        description=f"Grader of answers; one of {JUDGES.names()} ('llm': judge_backend/judge_model).",
+    )
     judge_backend: str = Field(EMBEDDED, description=f"Backend of the LLM judge; one of {backends()}.")
     judge_model: str | None = Field(None, description="Model of the LLM judge.")
     judge_max_error_rate: float = Field(
@@ -255,19 +357,31 @@ class CampaignConfig(_Strict):
     )
     analyzer_backend: str = Field(EMBEDDED, description=f"One of {backends()}.")
     analyzer_model: str | None = Field(
-        None, description=f"Model of the analyzer; on the embedded backend one of {ANALYZERS.names()} (the default).",
+        None,
+        description=f"Model of the analyzer; on the embedded backend one of {ANALYZERS.names()} (the "
+        "default).",
     )
-    analyzer_retries: int = Field(2, ge=0, le=10, description="Corrections asked of the analyzer model before the fallback.")
+    analyzer_retries: int = Field(
+        2, ge=0, le=10, description="Corrections asked of the analyzer model before the fallback."
+    )
     budget_usd: float | None = Field(
         None, gt=0, description="Campaign budget: the loop stops before an iteration that would exceed it."
     )
-    llm: LLMConfig = Field(default_factory=LLMConfig, description="Providers, model aliases, prices and the response cache.")
+    llm: LLMConfig = Field(
+        default_factory=LLMConfig, description="Providers, model aliases, prices and the response cache."
+    )
     held_out_fraction: float = Field(
-        0, ge=0, lt=1, description="Share of each service's eval questions kept from the analyzer and only measured "
-        "(reports show both parts' pass rates; teaching to the test shows up as a gap). The target applies to all questions.",
+        0,
+        ge=0,
+        lt=1,
+        description="Share of each service's eval questions kept from the analyzer and only measured "
+        "(reports show both parts' pass rates; teaching to the test shows up as a gap). The target "
+        "applies to all questions.",
     )
     held_out_seed: int = Field(0, description="Seed of the held-out choice.")
-    quality: QualityConfig = Field(default_factory=QualityConfig, description="Filters between generation and training.")
+    quality: QualityConfig = Field(
+        default_factory=QualityConfig, description="Filters between generation and training."
+    )
     datagen: DatagenConfig = Field(default_factory=DatagenConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
@@ -275,7 +389,8 @@ class CampaignConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _base_defaults(cls, data: Any) -> Any:
-        """A base model's own defaults (the random-weight bcomc-tiny needs far more epochs and a higher learning
+        """A base model's own defaults (the random-weight bcomc-tiny needs far more epochs and a higher
+        learning
         rate than a pretrained base) under what the user wrote."""
         from bcomc_dagster.training.sources import config_defaults
 
@@ -291,11 +406,18 @@ class CampaignConfig(_Strict):
         if sv.mode == "restart" and sv.base_url:
             raise ValueError("serving.mode: 'restart' starts vLLM here; with serving.base_url use 'hot-swap'")
         if sv.mode == "restart" and self.model_backend == "local" and sv.engine == "transformers":
-            raise ValueError("serving.mode: 'restart' is a vLLM mode; serving.engine 'transformers' serves by path")
+            raise ValueError(
+                "serving.mode: 'restart' is a vLLM mode; serving.engine 'transformers' serves by path"
+            )
         if sv.mode == "restart" and sv.gpu_memory_utilization > 0.45:
-            raise ValueError("serving.gpu_memory_utilization: at most 0.45 in 'restart' mode (two servers share the GPU while one replaces the other)")
+            raise ValueError(
+                "serving.gpu_memory_utilization: at most 0.45 in 'restart' mode (two servers share the "
+                "GPU while one replaces the other)"
+            )
         if sv.base_url and self.model_backend == "local":
-            raise ValueError("serving.base_url: set model_backend to 'vllm' or 'ollama' to use a server you run")
+            raise ValueError(
+                "serving.base_url: set model_backend to 'vllm' or 'ollama' to use a server you run"
+            )
         return self
 
     @field_validator("model_backend")
@@ -317,9 +439,14 @@ class CampaignConfig(_Strict):
         if self.analyzer_backend == EMBEDDED and self.analyzer_model and self.analyzer_model not in ANALYZERS:
             raise ValueError(f"analyzer_model: the embedded backend's analyzers are {ANALYZERS.names()}")
         if self.judge == "llm" and (self.judge_backend == EMBEDDED or not self.judge_model):
-            raise ValueError("judge_backend, judge_model: the 'llm' judge needs a backend other than 'embedded' and a model")
+            raise ValueError(
+                "judge_backend, judge_model: the 'llm' judge needs a backend other than 'embedded' and a "
+                "model"
+            )
         if self.quality.grounding == "judge" and (self.judge_backend == EMBEDDED or not self.judge_model):
-            raise ValueError("quality.grounding: 'judge' needs judge_backend (not 'embedded') and judge_model")
+            raise ValueError(
+                "quality.grounding: 'judge' needs judge_backend (not 'embedded') and judge_model"
+            )
         return self
 
     @field_validator("eval_suite")
@@ -333,7 +460,10 @@ class CampaignConfig(_Strict):
         """Which source each name is (its form alone); what the disk or a server says is ``check_base``'s."""
         from bcomc_dagster.training import sources
 
-        for field, name, backend in (("model_name", self.model_name, self.model_backend), ("base_weights", self.base_weights, "local")):
+        for field, name, backend in (
+            ("model_name", self.model_name, self.model_backend),
+            ("base_weights", self.base_weights, "local"),
+        ):
             if name is None:
                 continue
             try:
@@ -343,7 +473,10 @@ class CampaignConfig(_Strict):
             if field == "base_weights" and kind == "ollama":
                 raise ValueError("base_weights: a folder, a .gguf file or a Hub id, not an Ollama tag")
         if self.base_weights is not None and not sources.is_ollama_tag(self.model_name, self.model_backend):
-            raise ValueError("base_weights: only with an Ollama tag as model_name (elsewhere model_name is what is trained)")
+            raise ValueError(
+                "base_weights: only with an Ollama tag as model_name (elsewhere model_name is what is "
+                "trained)"
+            )
         return self
 
     @property
@@ -354,7 +487,8 @@ class CampaignConfig(_Strict):
 
     def resolved(self) -> CampaignConfig:
         """The config with relative paths made absolute (from the current folder), as it is stored at launch:
-        a later step may run in another folder, or on another machine (the daemon, a worker, a Pipes process)."""
+        a later step may run in another folder, or on another machine (the daemon, a worker, a Pipes
+        process)."""
         from bcomc_dagster.evals.suite import BUILTIN_DIR
         from bcomc_dagster.training import sources
 
@@ -366,10 +500,13 @@ class CampaignConfig(_Strict):
         suite = self.eval_suite
         if not (BUILTIN_DIR / suite / "questions.jsonl").is_file():
             suite = str(Path(suite).expanduser().resolve())
-        return self.model_copy(update={
-            "eval_suite": suite, "model_name": absolute(self.model_name, self.model_backend),
-            "base_weights": absolute(self.base_weights, "local"),
-        })  # fmt: skip
+        return self.model_copy(
+            update={
+                "eval_suite": suite,
+                "model_name": absolute(self.model_name, self.model_backend),
+                "base_weights": absolute(self.base_weights, "local"),
+            }
+        )
 
     @property
     def trained_model(self) -> tuple[str, str]:
@@ -431,8 +568,14 @@ def _describe(e: ValidationError, source: str) -> str:
         field = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        got = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(err.get("input"), dict) else f" (got {redact(repr(err.get('input')))})"
-        lines.append(f"  {msg}{got}" if msg.startswith(f"{field}.") else f"  {field}: {msg}{got}")  # a rule across fields names them
+        got = (
+            ""
+            if err["type"] in ("missing", "extra_forbidden") or isinstance(err.get("input"), dict)
+            else f" (got {redact(repr(err.get('input')))})"
+        )
+        lines.append(
+            f"  {msg}{got}" if msg.startswith(f"{field}.") else f"  {field}: {msg}{got}"
+        )  # a rule across fields names them
     return f"{source}: invalid campaign config\n" + "\n".join(lines)
 
 

@@ -52,7 +52,9 @@ def meter(store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteration: i
 
 
 @contextmanager
-def metered(store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteration: int, stage: str) -> Iterator[Meter]:
+def metered(
+    store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteration: int, stage: str
+) -> Iterator[Meter]:
     """The stage's meter; what it spent is written when the stage ends, failed or not (it counts against
     the budget either way)."""
     m = meter(store, cfg, campaign, iteration, stage)

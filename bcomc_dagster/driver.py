@@ -49,11 +49,17 @@ from bcomc_dagster.training.manifest import MANIFEST
 
 Print = Callable[[str], None]
 QUIET_RUN: dict[str, Any] = {"loggers": {"progress": {}}}
-# the tag a sensor's run request sets on its run (the daemon's sensor then skips that run key); Dagster names it
+# the tag a sensor's run request sets on its run (the daemon's sensor then skips that run key); Dagster names
+# it
 # in a private module only, so its value is written here
 RUN_KEY_TAG = "dagster/run_key"
 PID_TAG, HOST_TAG = "bcomc/pid", "bcomc/host"  # on runs executed in a CLI process: a dead one is a failed run
-ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+ACTIVE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 def _here() -> dict[str, str]:
@@ -72,7 +78,12 @@ def settle_runs(instance: dg.DagsterInstance, store: ArtifactStore, campaign: st
             i = _iteration_of(run)
             if run.job_name != "outcome_job" and not store.path(campaign, i, REPORT).exists():
                 campaign_state.record_failure(store, campaign, i, run.job_name, RuntimeError(why))
-            store.write_json(campaign, None, campaign_state.INTERRUPTED, {"run_id": run.run_id, "job": run.job_name, "why": why})
+            store.write_json(
+                campaign,
+                None,
+                campaign_state.INTERRUPTED,
+                {"run_id": run.run_id, "job": run.job_name, "why": why},
+            )
             continue
         active = True
     return active
@@ -102,13 +113,20 @@ def default_campaign_name(prefix: str = "campaign") -> str:
 
 
 def launch(
-    instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, cfg: CampaignConfig, campaign: str
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    store: ArtifactStore,
+    cfg: CampaignConfig,
+    campaign: str,
 ) -> None:
     check_campaign_name(campaign)
     cfg = cfg.resolved()
     exists = InputError(f"campaign {campaign!r} exists already; choose another --campaign name")
     assert campaign_partitions.name is not None  # named in defs/partitions.py
-    if instance.has_dynamic_partition(campaign_partitions.name, campaign) or store.path(campaign, None, CONFIG).exists():
+    if (
+        instance.has_dynamic_partition(campaign_partitions.name, campaign)
+        or store.path(campaign, None, CONFIG).exists()
+    ):
         raise exists
     try:
         instance.add_dynamic_partitions(campaign_partitions.name, [campaign])
@@ -116,13 +134,20 @@ def launch(
         if instance.has_dynamic_partition(campaign_partitions.name, campaign):
             raise exists from None
         raise
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("campaign_config")})
-    launch_config = cfg.model_dump(mode="json", exclude_none=True)  # Dagster maps take no nulls; None = default
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey("campaign_config")}
+    )
+    launch_config = cfg.model_dump(
+        mode="json", exclude_none=True
+    )  # Dagster maps take no nulls; None = default
     run_config = {**QUIET_RUN, "ops": {"campaign_config": {"config": launch_config}}}
     result = job.execute_in_process(
-        instance=instance, partition_key=campaign, tags={"campaign": campaign}, run_config=run_config,
+        instance=instance,
+        partition_key=campaign,
+        tags={"campaign": campaign},
+        run_config=run_config,
         raise_on_error=False,
-    )  # fmt: skip
+    )
     if not result.success:
         raise _failure(campaign, "campaign_config", result)
 
@@ -155,7 +180,8 @@ def _failure(campaign: str, label: str, res: dg.ExecuteInProcessResult) -> Stage
             cause = err.cause or err
             first = (cause.message or "").strip().splitlines()[0] if cause.message else ""
             return StageFailed(
-                f"campaign {campaign!r}: {label} failed at {e.step_key}: {cause.cls_name}: {first} (run {res.run_id})",
+                f"campaign {campaign!r}: {label} failed at {e.step_key}: {cause.cls_name}: {first} (run "
+                f"{res.run_id})",
                 cause=cause.cls_name,
             )
     return StageFailed(f"campaign {campaign!r}: {label} failed (run {res.run_id})")
@@ -185,14 +211,21 @@ def _failed(store: ArtifactStore, campaign: str, label: str, res: dg.ExecuteInPr
 
 
 def drive(
-    instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, campaign: str, out: Print = print,
-    cursor: str | None = None, max_runs: int = 200,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    store: ArtifactStore,
+    campaign: str,
+    out: Print = print,
+    cursor: str | None = None,
+    max_runs: int = 200,
 ) -> Outcome | None:
     """Tick the sensor and run what it asks for this campaign, until it asks for nothing more; one process
     at a time (the campaign's lock)."""
     with campaign_state.locked(store, campaign, "driving the campaign"):
         if settle_runs(instance, store, campaign):
-            raise campaign_state.CampaignBusy(f"campaign {campaign!r} has a run queued or running (the daemon's); wait for it")
+            raise campaign_state.CampaignBusy(
+                f"campaign {campaign!r} has a run queued or running (the daemon's); wait for it"
+            )
         if store.path(campaign, None, campaign_state.INTERRUPTED).exists():
             raise InputError(f"campaign {campaign!r} was interrupted: `bcomc resume {campaign}` continues it")
         return _drive(instance, defs, store, campaign, out, cursor, max_runs)
@@ -206,13 +239,20 @@ def _stops_on_interrupt(store: ArtifactStore, campaign: str, what: str) -> Itera
         yield
     except KeyboardInterrupt:
         campaign_state.stop_after_failure(store, campaign)
-        store.write_json(campaign, None, campaign_state.INTERRUPTED, {"job": what, "why": "interrupted (Ctrl-C)"})
+        store.write_json(
+            campaign, None, campaign_state.INTERRUPTED, {"job": what, "why": "interrupted (Ctrl-C)"}
+        )
         raise
 
 
 def _drive(
-    instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, campaign: str, out: Print,
-    cursor: str | None, max_runs: int,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    store: ArtifactStore,
+    campaign: str,
+    out: Print,
+    cursor: str | None,
+    max_runs: int,
 ) -> Outcome | None:
     done_keys: set[str] = set()
     t0 = time.monotonic()
@@ -223,22 +263,35 @@ def _drive(
         cursor = result.cursor
         for part_req in result.dynamic_partitions_requests or []:
             instance.add_dynamic_partitions(part_req.partitions_def_name, list(part_req.partition_keys))
-        mine = [r for r in result.run_requests or [] if r.tags.get("campaign") == campaign and r.run_key not in done_keys]
+        mine = [
+            r
+            for r in result.run_requests or []
+            if r.tags.get("campaign") == campaign and r.run_key not in done_keys
+        ]
         if not mine:
             break
         for req in mine:
             assert req.run_key is not None and req.job_name is not None  # evaluate_tick sets both
             done_keys.add(req.run_key)
-            label = f"iteration {req.partition_key.keys_by_dimension['iteration']}" if isinstance(
-                req.partition_key, dg.MultiPartitionKey) else req.job_name.removesuffix("_job")  # fmt: skip
+            label = (
+                f"iteration {req.partition_key.keys_by_dimension['iteration']}"
+                if isinstance(req.partition_key, dg.MultiPartitionKey)
+                else req.job_name.removesuffix("_job")
+            )
             out(f"[{time.monotonic() - t0:6.0f} s] {campaign}: {label}")
             started = time.monotonic()
             with _stops_on_interrupt(store, campaign, label):
                 res = defs.resolve_job_def(req.job_name).execute_in_process(
-                    instance=instance, partition_key=req.partition_key, run_config=QUIET_RUN,
-                    tags={**req.tags, RUN_KEY_TAG: req.run_key, **_here()},  # the daemon's sensor then skips this run key
+                    instance=instance,
+                    partition_key=req.partition_key,
+                    run_config=QUIET_RUN,
+                    tags={
+                        **req.tags,
+                        RUN_KEY_TAG: req.run_key,
+                        **_here(),
+                    },  # the daemon's sensor then skips this run key
                     raise_on_error=False,
-                )  # fmt: skip
+                )
             _summarise(out, store, res)
             out(f"  ({time.monotonic() - started:.0f} s)")
             if not res.success:
@@ -246,14 +299,24 @@ def _drive(
     return store.outcome(campaign)
 
 
-def advance(instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, campaign: str, out: Print = print) -> Decision:
+def advance(
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    store: ArtifactStore,
+    campaign: str,
+    out: Print = print,
+) -> Decision:
     """Run the next iteration of a campaign by hand (for auto_advance: false), at the same stop rules; at a
     final decision, record the outcome (and stop the servers) if that was not done yet."""
     campaign_state.require(store, campaign)
     with campaign_state.locked(store, campaign, "advancing the campaign"):
         if settle_runs(instance, store, campaign):
-            raise campaign_state.CampaignBusy(f"campaign {campaign!r} has a run queued or running (the daemon's); wait for it")
-        if store.path(campaign, None, campaign_state.INTERRUPTED).exists():  # a failed stage is simply run again
+            raise campaign_state.CampaignBusy(
+                f"campaign {campaign!r} has a run queued or running (the daemon's); wait for it"
+            )
+        if store.path(
+            campaign, None, campaign_state.INTERRUPTED
+        ).exists():  # a failed stage is simply run again
             raise InputError(f"campaign {campaign!r} was interrupted: `bcomc resume {campaign}` continues it")
         last = campaign_state.latest_iteration(store, campaign)
         report = store.report(campaign, last)
@@ -261,66 +324,142 @@ def advance(instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactS
         if decision.final:
             out(f"{campaign}: not advancing: {decision.value} at iteration {last} ({report.pass_rate:.1f}%)")
             if not store.path(campaign, None, OUTCOME).exists():
-                _run(instance, defs, store, campaign, "outcome_job", campaign, f"{campaign}:outcome", "outcome", out)
+                _run(
+                    instance,
+                    defs,
+                    store,
+                    campaign,
+                    "outcome_job",
+                    campaign,
+                    f"{campaign}:outcome",
+                    "outcome",
+                    out,
+                )
             return decision
         nxt = last + 1
         assert iterations.name is not None  # named in defs/partitions.py
         instance.add_dynamic_partitions(iterations.name, [str(nxt)])
         out(f"{campaign}: iteration {nxt}")
-        _run(instance, defs, store, campaign, "iteration_job", iteration_key(campaign, nxt), f"{campaign}:{nxt}", f"iteration {nxt}", out)
+        _run(
+            instance,
+            defs,
+            store,
+            campaign,
+            "iteration_job",
+            iteration_key(campaign, nxt),
+            f"{campaign}:{nxt}",
+            f"iteration {nxt}",
+            out,
+        )
         return Decision.ADVANCE
 
 
 def _run(
-    instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, campaign: str, job: str,
-    partition: str, run_key: str, label: str, out: Print, assets: list[str] | None = None,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    store: ArtifactStore,
+    campaign: str,
+    job: str,
+    partition: str,
+    run_key: str,
+    label: str,
+    out: Print,
+    assets: list[str] | None = None,
 ) -> None:
     job_def = defs.resolve_job_def(job)
     if assets:  # resume: only the stages an interrupted run did not finish
         job_def = job_def.get_subset(asset_selection={dg.AssetKey(a) for a in assets})
     with _stops_on_interrupt(store, campaign, label):
         res = job_def.execute_in_process(
-            instance=instance, partition_key=partition, tags={"campaign": campaign, RUN_KEY_TAG: run_key, **_here()},
-            run_config=QUIET_RUN, raise_on_error=False,
-        )  # fmt: skip
+            instance=instance,
+            partition_key=partition,
+            tags={"campaign": campaign, RUN_KEY_TAG: run_key, **_here()},
+            run_config=QUIET_RUN,
+            raise_on_error=False,
+        )
     _summarise(out, store, res)
     if not res.success:
         raise _failed(store, campaign, label, res)
 
 
 ITERATION_STAGES = (  # each iteration asset and the artifact that says it is done
-    ("failure_analysis", ANALYSIS), ("generated_examples", GENERATION), ("training_dataset", DATASET),
-    ("checkpoint", f"{CHECKPOINT}/{MANIFEST}"), ("deployment", DEPLOYMENT), ("eval_report", REPORT),
-)  # fmt: skip
+    ("failure_analysis", ANALYSIS),
+    ("generated_examples", GENERATION),
+    ("training_dataset", DATASET),
+    ("checkpoint", f"{CHECKPOINT}/{MANIFEST}"),
+    ("deployment", DEPLOYMENT),
+    ("eval_report", REPORT),
+)
 
 
-def resume(instance: dg.DagsterInstance, defs: dg.Definitions, store: ArtifactStore, campaign: str, out: Print = print) -> Outcome | None:
+def resume(
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    store: ArtifactStore,
+    campaign: str,
+    out: Print = print,
+) -> Outcome | None:
     """Continue a campaign after a crash, a failed stage or ``bcomc stop``: from its last complete stage,
     with what a killed stage left half-written removed; then on as ``drive`` goes."""
     campaign_state.require(store, campaign)
     with campaign_state.locked(store, campaign, "resuming the campaign"):
         if settle_runs(instance, store, campaign):
-            raise campaign_state.CampaignBusy(f"campaign {campaign!r} has a run queued or running (the daemon's); wait for it")
+            raise campaign_state.CampaignBusy(
+                f"campaign {campaign!r} has a run queued or running (the daemon's); wait for it"
+            )
         store.path(campaign, None, campaign_state.INTERRUPTED).unlink(missing_ok=True)
         for p in campaign_state.clean_temp(store, campaign):
-            out(f"{campaign}: removed {p.relative_to(store.campaign_dir(campaign))} (left by an interrupted stage)")
+            out(
+                f"{campaign}: removed {p.relative_to(store.campaign_dir(campaign))} (left by an "
+                "interrupted stage)"
+            )
         for pid in campaign_state.stop_servers(store, campaign):  # served again from the artifacts below
             out(f"{campaign}: stopped model server pid {pid} (left by the interrupted process)")
         store.path(campaign, None, campaign_state.STOPPED).unlink(missing_ok=True)
-        store.path(campaign, None, OUTCOME).unlink(missing_ok=True) if _outcome_not_final(store, campaign) else None
+        store.path(campaign, None, OUTCOME).unlink(missing_ok=True) if _outcome_not_final(
+            store, campaign
+        ) else None
         if not store.path(campaign, 0, REPORT).exists():
             out(f"{campaign}: baseline")
-            _run(instance, defs, store, campaign, "baseline_job", campaign, f"{campaign}:0:resume", "baseline", out)
-        started = [i for i in store.iterations(campaign) if i > 0 and store.path(campaign, i, ANALYSIS).exists()]
+            _run(
+                instance,
+                defs,
+                store,
+                campaign,
+                "baseline_job",
+                campaign,
+                f"{campaign}:0:resume",
+                "baseline",
+                out,
+            )
+        started = [
+            i for i in store.iterations(campaign) if i > 0 and store.path(campaign, i, ANALYSIS).exists()
+        ]
         last = started[-1] if started else 0
         if last and not store.path(campaign, last, REPORT).exists():
-            todo = [a for a, artifact in ITERATION_STAGES if not (store.iteration_dir(campaign, last) / artifact).exists()]
+            todo = [
+                a
+                for a, artifact in ITERATION_STAGES
+                if not (store.iteration_dir(campaign, last) / artifact).exists()
+            ]
             if "deployment" not in todo and "eval_report" in todo:
-                todo.insert(0, "deployment")  # the server was lost with the process: serve this checkpoint again
+                todo.insert(
+                    0, "deployment"
+                )  # the server was lost with the process: serve this checkpoint again
             todo = [a for a, _ in ITERATION_STAGES if a in todo or (todo and _after(a, todo[0]))]
             out(f"{campaign}: iteration {last}, from {todo[0]}")
-            _run(instance, defs, store, campaign, "iteration_job", iteration_key(campaign, last), f"{campaign}:{last}:resume",
-                 f"iteration {last}", out, assets=todo)  # fmt: skip
+            _run(
+                instance,
+                defs,
+                store,
+                campaign,
+                "iteration_job",
+                iteration_key(campaign, last),
+                f"{campaign}:{last}:resume",
+                f"iteration {last}",
+                out,
+                assets=todo,
+            )
         return _drive(instance, defs, store, campaign, out, None, 200)
 
 

@@ -31,4 +31,7 @@ class StageFailed(BcomcError):
 
 def field_errors(e: ValidationError, whole: str = "value") -> list[str]:
     """Each error of ``e`` as ``field.path: message`` (``whole`` for an error about the whole object)."""
-    return [f"{'.'.join(map(str, err['loc'])) or whole}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors()]
+    return [
+        f"{'.'.join(map(str, err['loc'])) or whole}: {err['msg'].removeprefix('Value error, ')}"
+        for err in e.errors()
+    ]

@@ -24,7 +24,12 @@ class Decision(str, Enum):
 
 
 def decide(
-    iteration: int, pass_rate: float, target: float, max_iterations: int, auto_advance: bool, over_budget: bool = False
+    iteration: int,
+    pass_rate: float,
+    target: float,
+    max_iterations: int,
+    auto_advance: bool,
+    over_budget: bool = False,
 ) -> Decision:
     """``iteration`` 0 is the baseline. Stop at the target, after ``max_iterations`` iterations, or before an
     iteration that would exceed the budget."""
@@ -46,7 +51,9 @@ class Promotion(BaseModel):
     live_iteration: int  # what was live before this checkpoint (0: the base)
     live_pass_rate: float
     pass_rate: float
-    regressed: dict[str, tuple[float, float]] = {}  # service -> (live, candidate) pass rate, dropped beyond the margin
+    regressed: dict[
+        str, tuple[float, float]
+    ] = {}  # service -> (live, candidate) pass rate, dropped beyond the margin
     reason: str
     restored: str | None = None  # what was made live again after a rejection
 
@@ -60,22 +67,34 @@ def gate(
     regressed = {
         s: (r.pass_rate, candidate.results_by_service[s].pass_rate)
         for s, r in live.results_by_service.items()
-        if r.passed > 0 and s in candidate.results_by_service
+        if r.passed > 0
+        and s in candidate.results_by_service
         and r.pass_rate - candidate.results_by_service[s].pass_rate > margin
-    }  # fmt: skip
+    }
     better = candidate.pass_rate > live.pass_rate
     why = []
     if not better:
-        why.append(f"pass rate {candidate.pass_rate:.1f}% does not beat the live model's {live.pass_rate:.1f}% (iteration {live_iteration})")
+        why.append(
+            f"pass rate {candidate.pass_rate:.1f}% does not beat the live model's {live.pass_rate:.1f}% "
+            f"(iteration {live_iteration})"
+        )
     if regressed:
         drops = ", ".join(f"{s} {a:.0f}% -> {b:.0f}%" for s, (a, b) in sorted(regressed.items()))
         why.append(f"services that passed before lost more than {margin:g} points: {drops}")
     ok = policy == "always" or not why
-    reason = ("promoted" if ok else "rejected") + (": " + "; ".join(why) if why else f": {candidate.pass_rate:.1f}% beats {live.pass_rate:.1f}%")
+    reason = ("promoted" if ok else "rejected") + (
+        ": " + "; ".join(why) if why else f": {candidate.pass_rate:.1f}% beats {live.pass_rate:.1f}%"
+    )
     return Promotion(
-        iteration=iteration, promoted=ok, policy=policy, live_iteration=live_iteration, live_pass_rate=live.pass_rate,
-        pass_rate=candidate.pass_rate, regressed=regressed, reason=reason,
-    )  # fmt: skip
+        iteration=iteration,
+        promoted=ok,
+        policy=policy,
+        live_iteration=live_iteration,
+        live_pass_rate=live.pass_rate,
+        pass_rate=candidate.pass_rate,
+        regressed=regressed,
+        reason=reason,
+    )
 
 
 class Outcome(BaseModel):

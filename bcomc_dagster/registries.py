@@ -122,7 +122,9 @@ def _llm_judge(env: Env) -> Judge:
     return LLMJudge(env.client("judge", cfg.judge_backend, cfg.judge_model), domain=domain)
 
 
-JUDGES: Registry[Callable[[Env], Judge]] = Registry("judge", {"reference": _reference_judge, "llm": _llm_judge})
+JUDGES: Registry[Callable[[Env], Judge]] = Registry(
+    "judge", {"reference": _reference_judge, "llm": _llm_judge}
+)
 
 
 # -- generators: ``datagen.generator_model`` on the embedded backend --------------------------------
@@ -150,10 +152,14 @@ def _failure_rate(env: Env) -> Analyzer:
     from bcomc_dagster.analysis.analyzer import analyze
 
     d = env.cfg.datagen
-    return lambda reports, regressed: analyze(reports, d.examples_per_service, d.min_services, d.max_services, regressed)
+    return lambda reports, regressed: analyze(
+        reports, d.examples_per_service, d.min_services, d.max_services, regressed
+    )
 
 
-ANALYZERS: Registry[Callable[[Env], Analyzer]] = Registry("embedded analyzer", {"failure-rate": _failure_rate})
+ANALYZERS: Registry[Callable[[Env], Analyzer]] = Registry(
+    "embedded analyzer", {"failure-rate": _failure_rate}
+)
 DEFAULT_ANALYZER = "failure-rate"
 
 
@@ -167,7 +173,13 @@ def analyzer(env: Env) -> Analyzer:
     assert cfg.analyzer_model is not None  # the config requires it off the embedded backend
     client = env.client("analyzer", cfg.analyzer_backend, cfg.analyzer_model)
     return lambda reports, regressed: llm_analyze(
-        client, reports, d.examples_per_service, d.min_services, d.max_services, cfg.analyzer_retries, regressed
+        client,
+        reports,
+        d.examples_per_service,
+        d.min_services,
+        d.max_services,
+        cfg.analyzer_retries,
+        regressed,
     )
 
 
@@ -185,9 +197,16 @@ def _server(env: Env, engine: str | None) -> Deployer:
     )
     workdir = env.store.campaign_dir(env.campaign) / "serving"
     return ServerDeployer(
-        workdir, engine, sv.mode, sv.ready_timeout_s, limits, sv.base_url, sv.api_key_env,
-        sv.request_timeout_s, sv.request_retries,
-    )  # fmt: skip
+        workdir,
+        engine,
+        sv.mode,
+        sv.ready_timeout_s,
+        limits,
+        sv.base_url,
+        sv.api_key_env,
+        sv.request_timeout_s,
+        sv.request_retries,
+    )
 
 
 def _local(env: Env) -> Deployer:
@@ -211,7 +230,13 @@ def _ollama(env: Env) -> Deployer:
     workdir = env.store.campaign_dir(env.campaign) / "serving"
     sv = cfg.serving
     return OllamaDeployer(
-        workdir, env.campaign, cfg.ollama_url, sv.ready_timeout_s, tag, sv.request_timeout_s, sv.request_retries
+        workdir,
+        env.campaign,
+        cfg.ollama_url,
+        sv.ready_timeout_s,
+        tag,
+        sv.request_timeout_s,
+        sv.request_retries,
     )
 
 
@@ -226,4 +251,3 @@ def deployer(env: Env) -> Deployer:
 
 def judge(env: Env) -> Judge:
     return JUDGES.get(env.cfg.judge)(env)
-

@@ -37,7 +37,7 @@ class S3Mirror:
         while True:
             kw = {"Bucket": self.bucket, "Prefix": base, **({"ContinuationToken": token} if token else {})}
             page = self.s3.list_objects_v2(**kw)
-            out.update({o["Key"][len(base):]: o["Size"] for o in page.get("Contents", [])})
+            out.update({o["Key"][len(base) :]: o["Size"] for o in page.get("Contents", [])})
             if not page.get("IsTruncated"):
                 return out
             token = page["NextContinuationToken"]
@@ -66,10 +66,13 @@ class S3Mirror:
         if not root.is_dir():
             return 0
         files = [
-            p for p in root.rglob("*")
-            if p.is_file() and not p.name.startswith(".") and p.relative_to(root).parts[0] not in LOCAL_ONLY
+            p
+            for p in root.rglob("*")
+            if p.is_file()
+            and not p.name.startswith(".")
+            and p.relative_to(root).parts[0] not in LOCAL_ONLY
             and p.stat().st_mtime >= since
-        ]  # fmt: skip
+        ]
         files.sort(key=lambda p: (p.name == LAST, str(p)))
         for p in files:
             self.s3.upload_file(str(p), self.bucket, self._key(campaign, p.relative_to(root).as_posix()))

@@ -59,7 +59,10 @@ def store_config(store: ArtifactStore, campaign: str, data: dict[str, Any]) -> C
         check_docs(cfg)  # checked once, at launch (a stored config is not re-checked)
         check_base(cfg)  # the weights are there
     elif store.config(campaign) != cfg:
-        raise InputError(f"campaign {campaign!r} was launched with another config ({path}); launch a new campaign to change it")
+        raise InputError(
+            f"campaign {campaign!r} was launched with another config ({path}); launch a new campaign to "
+            "change it"
+        )
     store.write_json(campaign, None, a.CONFIG, cfg)
     return cfg
 
@@ -70,7 +73,9 @@ def base_model_dir(store: ArtifactStore, cfg: CampaignConfig) -> Path:
     try:
         return sources.resolve(name, backend, store.models_dir, cfg.ollama_url)
     except ValueError as e:  # the weights went away since launch, or the server no longer has the tag
-        raise InputError(f"{'base_weights' if cfg.base_weights else 'model_name'}: {e} (got {name!r})") from None
+        raise InputError(
+            f"{'base_weights' if cfg.base_weights else 'model_name'}: {e} (got {name!r})"
+        ) from None
 
 
 def deployer(store: ArtifactStore, cfg: CampaignConfig, campaign: str) -> Deployer:
@@ -86,7 +91,9 @@ def serve_iteration(store: ArtifactStore, cfg: CampaignConfig, campaign: str, it
     return deployer(store, cfg, campaign).deploy(store.checkpoint(campaign, iteration), manifest, iteration)
 
 
-def _evaluate(store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteration: int, dep: Deployment, log: Log) -> EvalReport:
+def _evaluate(
+    store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteration: int, dep: Deployment, log: Log
+) -> EvalReport:
     suite = load_suite(cfg.eval_suite)
     every = _every(len(suite.questions))
 
@@ -98,12 +105,19 @@ def _evaluate(store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteratio
     key = (os.environ.get(dep.api_key_env) if dep.api_key_env else None) or "local"
     with costs.metered(store, cfg, campaign, iteration, "eval") as meter:
         return run_suite(
-            suite, dep.endpoint, dep.served_model, registries.judge(Env(store, cfg, campaign, meter)),
-            cfg.serving.eval_concurrency, api_key=key, on_progress=on_progress,
+            suite,
+            dep.endpoint,
+            dep.served_model,
+            registries.judge(Env(store, cfg, campaign, meter)),
+            cfg.serving.eval_concurrency,
+            api_key=key,
+            on_progress=on_progress,
             held_out=suite.held_out(cfg.held_out_fraction, cfg.held_out_seed),
-            max_judge_error_rate=cfg.judge_max_error_rate, max_tokens=cfg.eval_max_tokens,
-            timeout_s=cfg.serving.request_timeout_s, max_retries=cfg.serving.request_retries,
-        )  # fmt: skip
+            max_judge_error_rate=cfg.judge_max_error_rate,
+            max_tokens=cfg.eval_max_tokens,
+            timeout_s=cfg.serving.request_timeout_s,
+            max_retries=cfg.serving.request_retries,
+        )
 
 
 # -- 01 EVALUATE ----------------------------------------------------------------------------------
@@ -120,7 +134,9 @@ def baseline(store: ArtifactStore, campaign: str, log: Log = _default_log) -> tu
 # -- 02 ANALYZE -----------------------------------------------------------------------------------
 def analyze_failures(store: ArtifactStore, campaign: str, iteration: int) -> Analysis:
     cfg, d = store.config(campaign), store.config(campaign).datagen
-    reports = [r.analyzed() for r in state.history(store, campaign, iteration - 1)]  # held-out answers stay unseen
+    reports = [
+        r.analyzed() for r in state.history(store, campaign, iteration - 1)
+    ]  # held-out answers stay unseen
     gate_record = store.promotion(campaign, iteration - 1)
     regressed = sorted(gate_record.regressed) if gate_record else []  # what the last checkpoint made worse
     with costs.metered(store, cfg, campaign, iteration, "analyze") as meter:
@@ -129,10 +145,16 @@ def analyze_failures(store: ArtifactStore, campaign: str, iteration: int) -> Ana
     rehearse = sorted(s for s in learned if s not in analysis.datagen_services)
     if rehearse and d.rehearsal_share > 0:
         count = max(1, round(d.rehearsal_share * analysis.datagen_count))
-        analysis = analysis.model_copy(update={
-            "rehearsal_services": rehearse, "rehearsal_count": count,
-            "suggested_actions": [*analysis.suggested_actions, f"rehearse {', '.join(rehearse)}: {count} new pairs each"],
-        })  # fmt: skip
+        analysis = analysis.model_copy(
+            update={
+                "rehearsal_services": rehearse,
+                "rehearsal_count": count,
+                "suggested_actions": [
+                    *analysis.suggested_actions,
+                    f"rehearse {', '.join(rehearse)}: {count} new pairs each",
+                ],
+            }
+        )
     store.write_json(campaign, iteration, a.ANALYSIS, analysis)
     return analysis
 
@@ -156,13 +178,24 @@ def generate_examples(
     with costs.metered(store, cfg, campaign, iteration, "generate") as meter:
         env = Env(store, cfg, campaign, meter)
         result = coordinator.generate(
-            load_suite(cfg.eval_suite), list(counts), counts, registries.generator(env), campaign, iteration,
-            already=already, max_retries=d.max_retries, concurrency=d.concurrency,
-            prompt_config=d.prompt_config.model_dump(), on_progress=on_progress, budget=d.passage_tokens,
-        )  # fmt: skip
+            load_suite(cfg.eval_suite),
+            list(counts),
+            counts,
+            registries.generator(env),
+            campaign,
+            iteration,
+            already=already,
+            max_retries=d.max_retries,
+            concurrency=d.concurrency,
+            prompt_config=d.prompt_config.model_dump(),
+            on_progress=on_progress,
+            budget=d.passage_tokens,
+        )
         if d.synthesizer and result.pairs:
             synth = env.client("synthesizer", *d.synthesizer)
-            s = synthesize(synth, result.pairs, d.prompt_config.model_dump(), d.synthesis_batch_size, d.concurrency)
+            s = synthesize(
+                synth, result.pairs, d.prompt_config.model_dump(), d.synthesis_batch_size, d.concurrency
+            )
             kept_raw = f"; {len(s.failed_batches)} batches kept raw" if s.failed_batches else ""
             log(f"synthesis: {s.rewritten}/{len(result.pairs)} pairs rewritten by {synth.label}{kept_raw}")
             synthesis = s.model_copy(update={"pairs": []}).model_dump()
@@ -200,13 +233,19 @@ def build_dataset(store: ArtifactStore, campaign: str, iteration: int) -> Datase
     path = store.path(campaign, iteration, a.DATASET)
     dataset.write_jsonl(path, rows)
     dropped = {"dropped_by_reason": result.counts(), "dropped": [d.model_dump() for d in result.dropped]}
-    store.write_json(campaign, iteration, a.QUALITY, {"rows": len(rows), "added": len(result.kept), **dropped})
+    store.write_json(
+        campaign, iteration, a.QUALITY, {"rows": len(rows), "added": len(result.kept), **dropped}
+    )
     card = dataset_card(campaign, iteration, rows, result)
     store.write_text(campaign, iteration, a.CARD, card)
     return DatasetSummary(
-        rows=len(rows), added=len(result.kept), dropped=result.counts(), by_service=dataset.rows_by_service(rows),
-        path=str(path), card=card,
-    )  # fmt: skip
+        rows=len(rows),
+        added=len(result.kept),
+        dropped=result.counts(),
+        by_service=dataset.rows_by_service(rows),
+        path=str(path),
+        card=card,
+    )
 
 
 # -- 04 FINE-TUNE ---------------------------------------------------------------------------------
@@ -214,10 +253,14 @@ def adapter_name(campaign: str, iteration: int) -> str:
     return f"{campaign}-it{iteration}"
 
 
-def train_checkpoint(store: ArtifactStore, campaign: str, iteration: int, log: Log = _default_log) -> Manifest:
+def train_checkpoint(
+    store: ArtifactStore, campaign: str, iteration: int, log: Log = _default_log
+) -> Manifest:
     cfg = store.config(campaign)
     rows = store.dataset(campaign, iteration)
-    settings = TrainSettings(**cfg.finetune.model_dump(exclude={"runner"}))  # the same fields, less where it runs
+    settings = TrainSettings(
+        **cfg.finetune.model_dump(exclude={"runner"})
+    )  # the same fields, less where it runs
 
     def on_log(step: int, total: int, loss: float) -> None:
         progress.report(f"fine-tune it{iteration}", step, total, f"loss {loss:.3f}")
@@ -236,7 +279,9 @@ def train_checkpoint(store: ArtifactStore, campaign: str, iteration: int, log: L
 
 
 # -- 05 DEPLOY ------------------------------------------------------------------------------------
-def deploy_checkpoint(store: ArtifactStore, campaign: str, iteration: int, log: Log = _default_log) -> Deployment:
+def deploy_checkpoint(
+    store: ArtifactStore, campaign: str, iteration: int, log: Log = _default_log
+) -> Deployment:
     """Make this iteration's checkpoint live and verified; a failure leaves the previous model live."""
     cfg = store.config(campaign)
     manifest = store.manifest(campaign, iteration)
@@ -273,7 +318,9 @@ def reevaluate(store: ArtifactStore, campaign: str, iteration: int, log: Log = _
         restored = None
         if cfg.serving.rollback_on_failure:
             try:
-                back = state.live_iteration(store, campaign, iteration - 1)  # the live model, not a rejected checkpoint
+                back = state.live_iteration(
+                    store, campaign, iteration - 1
+                )  # the live model, not a rejected checkpoint
                 restored = serve_iteration(store, cfg, campaign, back).served_model
                 log(f"re-eval failed; rolled back to iteration {back} ({restored})")
             except BcomcError as rollback_error:
@@ -286,7 +333,9 @@ def reevaluate(store: ArtifactStore, campaign: str, iteration: int, log: Log = _
     return report
 
 
-def promote(store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteration: int, report: EvalReport, log: Log) -> Promotion:
+def promote(
+    store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteration: int, report: EvalReport, log: Log
+) -> Promotion:
     """The promotion gate (``serving.promote``): keep the checkpoint live, or serve the live model again."""
     before = state.live_iteration(store, campaign, iteration - 1)
     sv = cfg.serving
@@ -297,7 +346,8 @@ def promote(store: ArtifactStore, cfg: CampaignConfig, campaign: str, iteration:
         except BcomcError as e:  # the rejected checkpoint is still live: say so and stop here
             state.record_failure(store, campaign, iteration, "promote", e)
             raise ServingError(
-                f"checkpoint of iteration {iteration} {p.reason}, and serving iteration {before} again failed: {e}"
+                f"checkpoint of iteration {iteration} {p.reason}, and serving iteration {before} again "
+                f"failed: {e}"
             ) from e
     store.write_json(campaign, iteration, a.PROMOTION, p)
     log(f"iteration {iteration} {p.reason}" + (f"; {p.restored} is live again" if p.restored else ""))
@@ -332,15 +382,27 @@ def conclude(store: ArtifactStore, campaign: str, log: Log = _default_log) -> Ou
     stopped = bool(cfg.serving.stop_at_end and decision.final and serving.stop())
     now = None if stopped else now
     outcome = Outcome(
-        campaign=campaign, status=decision.value if decision.final else "waiting", iterations=last,
-        baseline_pass_rate=rates.get(0, 0.0), final_pass_rate=rates[current], best_iteration=best,
-        best_pass_rate=rates[best], pass_rates=rates, rejected=sorted(set(rates) - set(promoted)),
+        campaign=campaign,
+        status=decision.value if decision.final else "waiting",
+        iterations=last,
+        baseline_pass_rate=rates.get(0, 0.0),
+        final_pass_rate=rates[current],
+        best_iteration=best,
+        best_pass_rate=rates[best],
+        pass_rates=rates,
+        rejected=sorted(set(rates) - set(promoted)),
         final_model=cfg.serving.final_model,
-        final_iteration=final_iteration, final_model_error=final_error, live_model=now.model if now else None,
-        live_endpoint=now.endpoint if now else None, servers_stopped=stopped, cost_usd=costs.campaign_cost(store, campaign),
-        stop_reason=costs.over_budget(cfg, store, campaign) if decision is Decision.BUDGET_EXHAUSTED else None,
+        final_iteration=final_iteration,
+        final_model_error=final_error,
+        live_model=now.model if now else None,
+        live_endpoint=now.endpoint if now else None,
+        servers_stopped=stopped,
+        cost_usd=costs.campaign_cost(store, campaign),
+        stop_reason=costs.over_budget(cfg, store, campaign)
+        if decision is Decision.BUDGET_EXHAUSTED
+        else None,
         finished_at=time.time(),
-    )  # fmt: skip
+    )
     store.write_json(campaign, None, a.OUTCOME, outcome)
     return outcome
 
@@ -354,7 +416,11 @@ def record_effectiveness(store: ArtifactStore, campaign: str) -> Effectiveness:
 
 
 def next_decision(
-    store: ArtifactStore, campaign: str, iteration: int, pass_rate: float | None = None, auto_advance: bool | None = None
+    store: ArtifactStore,
+    campaign: str,
+    iteration: int,
+    pass_rate: float | None = None,
+    auto_advance: bool | None = None,
 ) -> Decision:
     """The loop's rule after ``iteration``'s eval, on the live model's pass rate unless ``pass_rate`` is given
     (a rejected checkpoint's does not count); auto_advance from the config unless given."""

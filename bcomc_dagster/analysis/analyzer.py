@@ -16,7 +16,9 @@ class Analysis(BaseModel):
     priority_services: dict[str, int]  # service -> priority, 1 = most urgent
     datagen_services: list[str]
     datagen_count: int  # pairs to generate per service
-    rehearsal_services: list[str] = []  # learned before, not targeted now: new phrasings so they are not forgotten
+    rehearsal_services: list[
+        str
+    ] = []  # learned before, not targeted now: new phrasings so they are not forgotten
     rehearsal_count: int = 0  # pairs per rehearsed service (datagen.rehearsal_share of datagen_count)
     suggested_actions: list[str]
     trend_analysis: dict[str, str]
@@ -34,9 +36,12 @@ def trend(history: list[EvalReport], service: str) -> str:
 
 
 def analyze(
-    history: list[EvalReport], examples_per_service: int, min_services: int = 3, max_services: int = 5,
+    history: list[EvalReport],
+    examples_per_service: int,
+    min_services: int = 3,
+    max_services: int = 5,
     regressed: list[str] | tuple[str, ...] = (),
-) -> Analysis:  # fmt: skip
+) -> Analysis:
     """``history`` is every report so far, oldest first; the last one is analysed. ``regressed``: services the
     last checkpoint made worse than the live model (the promotion gate's record); they come first."""
     report = history[-1]
@@ -48,7 +53,9 @@ def analyze(
     chosen = failing[:max_services]
     if len(chosen) < min_services:
         chosen = failing  # fewer than min_services still fail: target those, never a perfect one
-    actions = [f"generate {examples_per_service} grounded pairs for {s} ({rates[s]:.0f}% passing)" for s in chosen]
+    actions = [
+        f"generate {examples_per_service} grounded pairs for {s} ({rates[s]:.0f}% passing)" for s in chosen
+    ]
     watch = sorted(set(regressed) | {s for s, t in trends.items() if t == "regressing"})
     if watch:
         actions.append(f"watch regressions: {', '.join(watch)}")

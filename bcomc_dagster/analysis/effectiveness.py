@@ -53,7 +53,11 @@ class Effectiveness(BaseModel):
     @property
     def live_regressions(self) -> list[Regression]:
         """Drops beyond the margin that users saw: in promoted checkpoints, of services that passed before."""
-        return [r for r in self.regressions if r.promoted and r.before > 0 and r.before - r.after > self.regression_margin]
+        return [
+            r
+            for r in self.regressions
+            if r.promoted and r.before > 0 and r.before - r.after > self.regression_margin
+        ]
 
     def service_table(self) -> pd.DataFrame:
         df = pd.DataFrame(self.per_service).T.sort_index()
@@ -63,32 +67,59 @@ class Effectiveness(BaseModel):
     def markdown(self) -> str:
         rejected = [g.iteration for g in self.iterations if not g.promoted]
         gains = pd.DataFrame(
-            [{"iteration": g.iteration, "pass rate": g.pass_rate, "delta": g.delta,
-              "targeted": ", ".join(g.targeted), "targeted gain": g.targeted_gain,
-              "untargeted gain": g.untargeted_gain, "pairs added": g.pairs_added,
-              **({"analyzed": g.pass_rate_analyzed, "held out": g.pass_rate_held_out}
-                 if g.pass_rate_held_out is not None else {}),
-              **({"promoted": "yes" if g.promoted else "no"} if rejected else {})}
-             for g in self.iterations]
-        )  # fmt: skip
-        reached = f"iteration {self.iterations_to_target}" if self.iterations_to_target is not None else "not reached"
+            [
+                {
+                    "iteration": g.iteration,
+                    "pass rate": g.pass_rate,
+                    "delta": g.delta,
+                    "targeted": ", ".join(g.targeted),
+                    "targeted gain": g.targeted_gain,
+                    "untargeted gain": g.untargeted_gain,
+                    "pairs added": g.pairs_added,
+                    **(
+                        {"analyzed": g.pass_rate_analyzed, "held out": g.pass_rate_held_out}
+                        if g.pass_rate_held_out is not None
+                        else {}
+                    ),
+                    **({"promoted": "yes" if g.promoted else "no"} if rejected else {}),
+                }
+                for g in self.iterations
+            ]
+        )
+        reached = (
+            f"iteration {self.iterations_to_target}"
+            if self.iterations_to_target is not None
+            else "not reached"
+        )
         lines = [
             f"# Loop effectiveness — campaign `{self.campaign}`",
             "",
-            f"Pass rate {self.baseline_pass_rate:.1f}% → {self.final_pass_rate:.1f}%; target {self.target:g}%: {reached}.",
+            f"Pass rate {self.baseline_pass_rate:.1f}% → {self.final_pass_rate:.1f}%; target "
+            f"{self.target:g}%: {reached}.",
             f"Services ever targeted gained {_pts(self.ever_targeted_gain)} on average; never targeted: "
             f"{_pts(self.never_targeted_gain)}. {self.pairs_total} training pairs, "
-            + (f"{self.pairs_per_point:.1f} per point gained." if self.pairs_per_point else "no gain to divide by."),
-            f"No-regression target (no service that passed loses more than {self.regression_margin:g} points in a "
-            f"promoted checkpoint): " + (f"missed, {len(self.live_regressions)} times." if self.live_regressions else "met."),
+            + (
+                f"{self.pairs_per_point:.1f} per point gained."
+                if self.pairs_per_point
+                else "no gain to divide by."
+            ),
+            f"No-regression target (no service that passed loses more than {self.regression_margin:g} "
+            "points in a "
+            f"promoted checkpoint): "
+            + (f"missed, {len(self.live_regressions)} times." if self.live_regressions else "met."),
             *(
                 [f"Contamination: {self.contaminated_pairs} training pairs resemble an eval question."]
-                if self.contaminated_pairs is not None else []
+                if self.contaminated_pairs is not None
+                else []
             ),
             *(
-                ["Dropped by the quality filters: "
-                 + (", ".join(f"{k} {v}" for k, v in self.dropped_by_reason.items() if v) or "none") + "."]
-                if self.dropped_by_reason else []
+                [
+                    "Dropped by the quality filters: "
+                    + (", ".join(f"{k} {v}" for k, v in self.dropped_by_reason.items() if v) or "none")
+                    + "."
+                ]
+                if self.dropped_by_reason
+                else []
             ),
             "",
             "## Iterations",
@@ -140,32 +171,48 @@ def effectiveness(
     for i in its[1:]:
         deltas = {s: rates[i][s] - rates[prev][s] for s in services if s in rates[i] and s in rates[prev]}
         tgt = targeted.get(i, [])
-        gains.append(IterationGain(
-            iteration=i, pass_rate=reports[i].pass_rate, delta=round(reports[i].pass_rate - reports[prev].pass_rate, 2),
-            targeted=tgt, targeted_gain=_mean([d for s, d in deltas.items() if s in tgt]),
-            untargeted_gain=_mean([d for s, d in deltas.items() if s not in tgt]), pairs_added=pairs_added.get(i, 0),
-            pass_rate_analyzed=reports[i].pass_rate_analyzed, pass_rate_held_out=reports[i].pass_rate_held_out,
-            promoted=ok[i],
-        ))  # fmt: skip
+        gains.append(
+            IterationGain(
+                iteration=i,
+                pass_rate=reports[i].pass_rate,
+                delta=round(reports[i].pass_rate - reports[prev].pass_rate, 2),
+                targeted=tgt,
+                targeted_gain=_mean([d for s, d in deltas.items() if s in tgt]),
+                untargeted_gain=_mean([d for s, d in deltas.items() if s not in tgt]),
+                pairs_added=pairs_added.get(i, 0),
+                pass_rate_analyzed=reports[i].pass_rate_analyzed,
+                pass_rate_held_out=reports[i].pass_rate_held_out,
+                promoted=ok[i],
+            )
+        )
         regressions += [
             Regression(iteration=i, service=s, before=rates[prev][s], after=rates[i][s], promoted=ok[i])
-            for s, d in deltas.items() if d < 0
-        ]  # fmt: skip
+            for s, d in deltas.items()
+            if d < 0
+        ]
         prev = i if ok[i] else prev
     first, last = its[0], prev  # the baseline and the model live at the end
     ever = {s for i in its for s in targeted.get(i, [])}
-    total_gain = {s: rates[last][s] - rates[first][s] for s in services if s in rates[last] and s in rates[first]}
+    total_gain = {
+        s: rates[last][s] - rates[first][s] for s in services if s in rates[last] and s in rates[first]
+    }
     reached = [i for i in its if reports[i].pass_rate >= target and ok[i]]
     pairs = sum(pairs_added.values())
     gained = reports[last].pass_rate - reports[first].pass_rate
     return Effectiveness(
-        campaign=campaign, target=target, baseline_pass_rate=reports[first].pass_rate,
-        final_pass_rate=reports[last].pass_rate, iterations_to_target=reached[0] if reached else None,
+        campaign=campaign,
+        target=target,
+        baseline_pass_rate=reports[first].pass_rate,
+        final_pass_rate=reports[last].pass_rate,
+        iterations_to_target=reached[0] if reached else None,
         per_service={s: {i: rates[i][s] for i in its if s in rates[i]} for s in services},
-        iterations=gains, regressions=regressions,
+        iterations=gains,
+        regressions=regressions,
         ever_targeted_gain=_mean([d for s, d in total_gain.items() if s in ever]),
         never_targeted_gain=_mean([d for s, d in total_gain.items() if s not in ever]),
-        pairs_total=pairs, pairs_per_point=round(pairs / gained, 2) if gained > 0 else None,
-        contaminated_pairs=contaminated_pairs, dropped_by_reason=dropped_by_reason or {},
+        pairs_total=pairs,
+        pairs_per_point=round(pairs / gained, 2) if gained > 0 else None,
+        contaminated_pairs=contaminated_pairs,
+        dropped_by_reason=dropped_by_reason or {},
         regression_margin=regression_margin,
-    )  # fmt: skip
+    )

@@ -55,7 +55,9 @@ def passages(suite: Suite, service: str, budget: int = DEFAULT_BUDGET) -> list[P
     return split(service, suite.docs[service], kind_of(file), file, budget)
 
 
-def groundings(suite: Suite, service: str, needs_facts: bool, budget: int = DEFAULT_BUDGET) -> list[Grounding]:
+def groundings(
+    suite: Suite, service: str, needs_facts: bool, budget: int = DEFAULT_BUDGET
+) -> list[Grounding]:
     """Every fact of the service's docs, in order; with ``needs_facts`` false, passages without facts too."""
     out = []
     for p in passages(suite, service, budget):
@@ -73,7 +75,11 @@ NO_FACTS = (
 
 def check_docs(suite: Suite, needs_facts: bool, budget: int = DEFAULT_BUDGET) -> None:
     """Every service's doc gives the generator something to ground pairs in; InputError names the files."""
-    bad = [suite.path / suite.doc_file(s) for s in suite.services if not groundings(suite, s, needs_facts, budget)]
+    bad = [
+        suite.path / suite.doc_file(s)
+        for s in suite.services
+        if not groundings(suite, s, needs_facts, budget)
+    ]
     if bad:
         raise InputError(f"{', '.join(map(str, bad))}: {NO_FACTS if needs_facts else 'no passage of text'}")
 
@@ -88,14 +94,21 @@ class GenerationResult(BaseModel):
 
 
 def plan_requests(
-    suite: Suite, service: str, count: int, already: int, needs_facts: bool = True, budget: int = DEFAULT_BUDGET
+    suite: Suite,
+    service: str,
+    count: int,
+    already: int,
+    needs_facts: bool = True,
+    budget: int = DEFAULT_BUDGET,
 ) -> list[PairRequest]:
     """``count`` requests cycling over the service's groundings; ``already`` (pairs of this service in
     earlier iterations) moves the variant on, so that each iteration asks for new wordings."""
     units = groundings(suite, service, needs_facts, budget)
     if not units:
         return []
-    return [PairRequest(service, units[g % len(units)], g // len(units)) for g in range(already, already + count)]
+    return [
+        PairRequest(service, units[g % len(units)], g // len(units)) for g in range(already, already + count)
+    ]
 
 
 def generate(
@@ -115,8 +128,14 @@ def generate(
     already = already or {}
     requested, produced, skipped, attempts = {}, {}, {}, {}
     pairs: list[QAPair] = []
-    count = count_per_service if isinstance(count_per_service, dict) else dict.fromkeys(services, count_per_service)
-    pending = {s: plan_requests(suite, s, count[s], already.get(s, 0), worker.needs_facts, budget) for s in services}
+    count = (
+        count_per_service
+        if isinstance(count_per_service, dict)
+        else dict.fromkeys(services, count_per_service)
+    )
+    pending = {
+        s: plan_requests(suite, s, count[s], already.get(s, 0), worker.needs_facts, budget) for s in services
+    }
     for s, reqs in pending.items():
         requested[s] = len(reqs)
         if not reqs:
@@ -133,10 +152,20 @@ def generate(
             question, answer = worker.generate(req, prompt_config)
             g = req.grounding
             prov = Provenance(
-                campaign=campaign, iteration=iteration, model=worker.name, attempt=attempt, snippet=g.passage.render(),
-                passage=g.passage.id, fact=g.fact.text if g.fact else None,
+                campaign=campaign,
+                iteration=iteration,
+                model=worker.name,
+                attempt=attempt,
+                snippet=g.passage.render(),
+                passage=g.passage.id,
+                fact=g.fact.text if g.fact else None,
             )
-            return service, idx, QAPair(service=service, question=question, answer=answer, provenance=prov), None
+            return (
+                service,
+                idx,
+                QAPair(service=service, question=question, answer=answer, provenance=prov),
+                None,
+            )
         except PermanentLLMError:
             raise  # will not heal by retrying: fail the stage at once
         except Exception as e:  # noqa: BLE001 - a worker's failure is recorded per service, not swallowed

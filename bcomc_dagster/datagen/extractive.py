@@ -41,7 +41,9 @@ class ExtractiveWorker:
     def generate(self, request: PairRequest, prompt_config: dict[str, str] | None = None) -> tuple[str, str]:
         fact = request.grounding.fact
         if fact is None:
-            raise ValueError(f"{request.grounding.passage.id}: the extractive generator needs a fact to ask about")
+            raise ValueError(
+                f"{request.grounding.passage.id}: the extractive generator needs a fact to ask about"
+            )
         template = PHRASINGS[request.variant % len(PHRASINGS)]
         question = template.format(attr=fact.attribute, svc=fact.title)
         question = question[0].upper() + question[1:]

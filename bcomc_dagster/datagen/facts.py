@@ -53,18 +53,26 @@ def _sentence_patterns(title: str) -> list[re.Pattern[str]]:
     value = r"(?P<value>[^;:]+?)"
     end = r"(?:[,;:]\s.*)?\s*[.!]?$"  # a clause after the value ("..., after which ...") is not part of it
     scope = r"(?:\s+(?:for|in|on|wherever|when|across|within)\b.*)?"  # "... as its codec for every zone"
-    return [re.compile(p, re.IGNORECASE) for p in (
-        rf"^(?:By default,\s+)?(?:the|its|{t}'s)\s+{attr}(?:\s+(?:of|for|in)\s+{t})?\s+{_VERB}\s+{value}{end}",
-        rf"^{t}\s+uses\s+{value}\s+as\s+its\s+{attr}{scope}{end}",
-        rf"^(?:In|On|For)\s+{t},\s+the\s+{attr}\s+{_VERB}\s+{value}{end}",
-    )]  # fmt: skip
+    return [
+        re.compile(p, re.IGNORECASE)
+        for p in (
+            rf"^(?:By default,\s+)?(?:the|its|{t}'s)\s+{attr}"
+            rf"(?:\s+(?:of|for|in)\s+{t})?\s+{_VERB}\s+{value}{end}",
+            rf"^{t}\s+uses\s+{value}\s+as\s+its\s+{attr}{scope}{end}",
+            rf"^(?:In|On|For)\s+{t},\s+the\s+{attr}\s+{_VERB}\s+{value}{end}",
+        )
+    ]
 
 
 def _value_ok(value: str) -> bool:
     words = value.split()
     if not words or len(words) > 8 or words[0].lower() in _NOT_A_VALUE or words[0].lower().endswith("ed"):
         return False
-    return any(ch.isdigit() for ch in value) or any(w[0].isupper() or "_" in w or "." in w for w in words) or len(words) <= 3
+    return (
+        any(ch.isdigit() for ch in value)
+        or any(w[0].isupper() or "_" in w or "." in w for w in words)
+        or len(words) <= 3
+    )
 
 
 def _attr_ok(attr: str) -> bool:
@@ -91,7 +99,9 @@ def _table_facts(p: Passage) -> list[tuple[str, str, str]]:
 
 def extract_facts(p: Passage) -> list[Fact]:
     """Every fact the passage states, in reading order of form: lines, table rows, then sentences."""
-    found: list[tuple[str, str, str]] = [(m.group(1), m.group(2), m.group(0).strip()) for m in _LINE.finditer(p.text)]
+    found: list[tuple[str, str, str]] = [
+        (m.group(1), m.group(2), m.group(0).strip()) for m in _LINE.finditer(p.text)
+    ]
     found += _table_facts(p)
     prose = "\n".join(line for line in p.text.splitlines() if not _LINE.match(line) and not _ROW.match(line))
     patterns = _sentence_patterns(p.title)

@@ -40,8 +40,14 @@ ANGLES = (
 
 
 class PairOut(BaseModel):
-    question: str = Field(min_length=10, max_length=500, description="The question, as the persona would ask it.")
-    answer: str = Field(min_length=1, max_length=1000, description="One sentence that names the service and states the answer.")
+    question: str = Field(
+        min_length=10, max_length=500, description="The question, as the persona would ask it."
+    )
+    answer: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="One sentence that names the service and states the answer.",
+    )
 
 
 class BatchOut(BaseModel):
@@ -54,7 +60,11 @@ BATCH = schema_of(BatchOut, "qa_pairs", "Record the rewritten question-and-answe
 
 def _context(prompt_config: dict[str, str] | None) -> tuple[str, str, str]:
     pc = prompt_config or {}
-    return pc.get("domain") or "a software product", pc.get("persona") or "a user", pc.get("doc_label") or "documentation"
+    return (
+        pc.get("domain") or "a software product",
+        pc.get("persona") or "a user",
+        pc.get("doc_label") or "documentation",
+    )
 
 
 def pair_request(
@@ -67,19 +77,27 @@ def pair_request(
     system = (
         f"You write training data for an assistant that answers questions about {domain}. "
         f"Write one question that {persona} would ask, and its answer, using only the {label} passage given. "
-        "The answer must be fully supported by the passage: no fact, number or name that the passage does not "
+        "The answer must be fully supported by the passage: no fact, number or name that the passage does "
+        "not "
         "state. Answer in one sentence that names the service."
     )
     focus = (
-        f"{g.fact.attribute}: {g.fact.value} (the passage states: \"{g.fact.text}\")" if g.fact
+        f'{g.fact.attribute}: {g.fact.value} (the passage states: "{g.fact.text}")'
+        if g.fact
         else ANGLES[variant % len(ANGLES)]
-    )  # fmt: skip
+    )
     user = (
-        f"Service: {g.passage.title}\n{label.capitalize()} passage ({g.passage.path}):\n\"\"\"\n{g.passage.text}\n\"\"\"\n"
+        f"Service: {g.passage.title}\n{label.capitalize()} passage "
+        f'({g.passage.path}):\n"""\n{g.passage.text}\n"""\n'
         f"Ask about: {focus}\nWrite {STYLES[variant % len(STYLES)]} (variation {variant + 1})."
     )
-    return ChatRequest(system=system, messages=[Message(role="user", content=user)], max_tokens=300,
-                       temperature=temperature, schema=PAIR)  # fmt: skip
+    return ChatRequest(
+        system=system,
+        messages=[Message(role="user", content=user)],
+        max_tokens=300,
+        temperature=temperature,
+        schema=PAIR,
+    )
 
 
 class LLMWorker:
@@ -105,22 +123,28 @@ class SynthesisResult(BaseModel):
 
 
 def synthesize(
-    client: LLMClient, pairs: list[QAPair], prompt_config: dict[str, str] | None = None, batch_size: int = 10,
+    client: LLMClient,
+    pairs: list[QAPair],
+    prompt_config: dict[str, str] | None = None,
+    batch_size: int = 10,
     concurrency: int = 4,
 ) -> SynthesisResult:
     """Rewrite pairs in batches for clarity and variety; a batch whose answer stays invalid keeps its raw
     pairs (and is reported). Facts stay those of each pair's passage: the quality filters check it again."""
     domain, persona, label = _context(prompt_config)
     system = (
-        f"You improve training data for an assistant about {domain}. Rewrite each question so that it reads as "
-        f"{persona} would ask it, and each answer as one clear sentence. Keep every fact exactly as its {label} "
+        f"You improve training data for an assistant about {domain}. Rewrite each question so that it "
+        "reads as "
+        f"{persona} would ask it, and each answer as one clear sentence. Keep every fact exactly as its "
+        f"{label} "
         "passage states it; add nothing. Return as many pairs as given, in the same order."
     )
     batches = [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
 
     def one(batch: list[QAPair]) -> list[QAPair] | str:
         lines = "\n".join(
-            f"{k + 1}. passage: {' '.join(p.provenance.snippet.split())}\n   question: {p.question}\n   answer: {p.answer}"
+            f"{k + 1}. passage: {' '.join(p.provenance.snippet.split())}\n   question: {p.question}\n   "
+            f"answer: {p.answer}"
             for k, p in enumerate(batch)
         )
 
@@ -130,17 +154,26 @@ def synthesize(
                 raise ValueError(f"expected {len(batch)} pairs, got {len(out)}")
             return out
 
-        req = ChatRequest(system=system, messages=[Message(role="user", content=lines)], max_tokens=200 * len(batch) + 200,
-                          temperature=0.3, schema=BATCH)  # fmt: skip
+        req = ChatRequest(
+            system=system,
+            messages=[Message(role="user", content=lines)],
+            max_tokens=200 * len(batch) + 200,
+            temperature=0.3,
+            schema=BATCH,
+        )
         try:
             out, _ = ask_structured(client, req, parse, retries=1)
         except TransientLLMError as e:
             return str(e)
         return [
-            QAPair(service=p.service, question=o.question.strip(), answer=o.answer.strip(),
-                   provenance=p.provenance.model_copy(update={"synthesizer": client.label}))
+            QAPair(
+                service=p.service,
+                question=o.question.strip(),
+                answer=o.answer.strip(),
+                provenance=p.provenance.model_copy(update={"synthesizer": client.label}),
+            )
             for p, o in zip(batch, out, strict=True)
-        ]  # fmt: skip
+        ]
 
     kept: list[QAPair] = []
     failed: dict[int, str] = {}

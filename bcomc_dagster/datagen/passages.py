@@ -126,7 +126,9 @@ def _text_sections(text: str, title: str) -> list[tuple[tuple[str, ...], str]]:
     return out
 
 
-def split(service: str, text: str, kind: str = "markdown", source: str | None = None, budget: int = DEFAULT_BUDGET) -> list[Passage]:
+def split(
+    service: str, text: str, kind: str = "markdown", source: str | None = None, budget: int = DEFAULT_BUDGET
+) -> list[Passage]:
     """The passages of one doc, each within ``budget`` tokens with its heading path."""
     if kind not in DOC_KINDS.values():
         raise ValueError(f"unknown doc kind {kind!r}; expected one of {sorted(set(DOC_KINDS.values()))}")
@@ -140,7 +142,8 @@ def split(service: str, text: str, kind: str = "markdown", source: str | None = 
         room = max(MIN_BUDGET // 2, budget - count_tokens(path))
         splitter = (TextSplitter if kind == "text" else MarkdownSplitter).from_callback(count_tokens, room)
         out += [
-            Passage(service, title, source, len(out) + k, headings, chunk) for k, chunk in enumerate(splitter.chunks(body))
+            Passage(service, title, source, len(out) + k, headings, chunk)
+            for k, chunk in enumerate(splitter.chunks(body))
         ]
     return out
 

@@ -34,21 +34,37 @@ class QualityConfig(BaseModel):
     min_answer_chars: int = Field(1, ge=1, description="Shortest answer kept.")
     max_answer_chars: int = Field(2000, ge=1, description="Longest answer kept.")
     near_duplicate_threshold: float = Field(
-        92, ge=50, le=100, description="rapidfuzz ratio (0-100) of normalised questions at or above which two pairs of one passage are near duplicates."
+        92,
+        ge=50,
+        le=100,
+        description="rapidfuzz ratio (0-100) of normalised questions at or above which two pairs of one "
+        "passage are near duplicates.",
     )
-    decontamination_ngram: int = Field(3, ge=1, le=13, description="Word n-gram size for eval-overlap checks.")
+    decontamination_ngram: int = Field(
+        3, ge=1, le=13, description="Word n-gram size for eval-overlap checks."
+    )
     decontamination_threshold: float = Field(
-        0.6, gt=0, le=1, description="Share of an eval question's n-grams found in a training question that makes it contaminated."
+        0.6,
+        gt=0,
+        le=1,
+        description="Share of an eval question's n-grams found in a training question that makes it "
+        "contaminated.",
     )
     on_contamination: Literal["drop", "fail"] = Field(
-        "drop", description="'drop' contaminated pairs, or 'fail': keep them so the blocking check stops the iteration."
+        "drop",
+        description="'drop' contaminated pairs, or 'fail': keep them so the blocking check stops the "
+        "iteration.",
     )
     grounding: Literal["overlap", "judge", "off"] = Field(
-        "overlap", description="How answers are checked against their passage: content-word overlap, or the judge "
+        "overlap",
+        description="How answers are checked against their passage: content-word overlap, or the judge "
         "model (judge_backend / judge_model) deciding whether the passage supports the answer.",
     )
     min_grounding_overlap: float = Field(
-        0.8, ge=0, le=1, description="Share of an answer's content words found in its passage (and service name)."
+        0.8,
+        ge=0,
+        le=1,
+        description="Share of an answer's content words found in its passage (and service name).",
     )
 
     @model_validator(mode="after")
@@ -56,7 +72,10 @@ class QualityConfig(BaseModel):
         for kind in ("question", "answer"):
             lo, hi = getattr(self, f"min_{kind}_chars"), getattr(self, f"max_{kind}_chars")
             if lo > hi:
-                raise ValueError(f"quality.min_{kind}_chars ({lo}) is above quality.max_{kind}_chars ({hi}): every pair would be dropped")
+                raise ValueError(
+                    f"quality.min_{kind}_chars ({lo}) is above quality.max_{kind}_chars ({hi}): every "
+                    "pair would be dropped"
+                )
         return self
 
 
@@ -164,7 +183,9 @@ def filter_pairs(
     kept: list[QAPair] = []
     dropped: list[Drop] = []
     seen_ids = {r.id for r in previous}
-    by_passage: dict[tuple[str, str], list[str]] = {}  # near duplicates are looked for among pairs of one passage
+    by_passage: dict[
+        tuple[str, str], list[str]
+    ] = {}  # near duplicates are looked for among pairs of one passage
     for r in previous:
         by_passage.setdefault(_scope(r), []).append(normalise(r.question))
 
@@ -178,7 +199,11 @@ def filter_pairs(
         if cfg.grounding == "overlap":
             share, missing = grounding(p.answer, p.provenance.snippet, [p.service, *names.get(p.service, [])])
             if share < cfg.min_grounding_overlap:
-                drop(p, "ungrounded", f"{share:.0%} of the answer's words are in its passage; not found: {missing[:8]}")
+                drop(
+                    p,
+                    "ungrounded",
+                    f"{share:.0%} of the answer's words are in its passage; not found: {missing[:8]}",
+                )
                 continue
         elif cfg.grounding == "judge":
             supported, reason = (judged or {}).get(p.id, (False, "the judge gave no verdict on this pair"))
@@ -193,7 +218,11 @@ def filter_pairs(
             continue
         q = normalise(p.question)
         earlier = by_passage.setdefault(_scope(p), [])
-        near = process.extractOne(q, earlier, scorer=fuzz.ratio, score_cutoff=cfg.near_duplicate_threshold) if earlier else None
+        near = (
+            process.extractOne(q, earlier, scorer=fuzz.ratio, score_cutoff=cfg.near_duplicate_threshold)
+            if earlier
+            else None
+        )
         if near is not None:
             drop(p, "near_duplicate", f"{near[1]:.0f}% like {near[0]!r}")
             continue

@@ -17,10 +17,16 @@ class Provenance(BaseModel):
     iteration: int
     model: str = Field(description="Generator that wrote the pair.")
     attempt: int = 1
-    snippet: str = Field(description="The documentation the pair is grounded in: its passage (heading path and text).")
+    snippet: str = Field(
+        description="The documentation the pair is grounded in: its passage (heading path and text)."
+    )
     passage: str | None = Field(None, description="The passage's id: docs/<file>#<n>.")
-    fact: str | None = Field(None, description="The statement of the passage the question asks about, if one was named.")
-    synthesizer: str | None = Field(None, description="Model of the synthesis pass that rewrote the pair, if any.")
+    fact: str | None = Field(
+        None, description="The statement of the passage the question asks about, if one was named."
+    )
+    synthesizer: str | None = Field(
+        None, description="Model of the synthesis pass that rewrote the pair, if any."
+    )
 
 
 class QAPair(BaseModel):

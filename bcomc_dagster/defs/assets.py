@@ -91,8 +91,10 @@ def failure_analysis(
     campaign, i = keys(context)
     if pending := earlier_in_backfill(context):
         raise PredecessorMissing(
-            f"campaign {campaign!r} iteration {i}: iteration {pending[0]} of the same backfill has not run yet, and this "
-            f"one would read what it is about to replace; re-run iteration {i} after it (backfills of iteration_job "
+            f"campaign {campaign!r} iteration {i}: iteration {pending[0]} of the same backfill has not "
+            "run yet, and this "
+            f"one would read what it is about to replace; re-run iteration {i} after it (backfills of "
+            "iteration_job "
             "submit iterations in order)"
         )
     store = artifacts.store()
@@ -100,7 +102,8 @@ def failure_analysis(
     context.log.info(a.summary)
     if a.fallback_reason:
         context.log.warning(
-            f"the analyzer model gave no valid analysis; the deterministic analyzer took over: {a.fallback_reason}"
+            "the analyzer model gave no valid analysis; the deterministic analyzer took over: "
+            f"{a.fallback_reason}"
         )
     return dg.MaterializeResult(
         metadata={**md.analysis_metadata(a), **md.cost_metadata(store, campaign, i, "analyze")}
@@ -152,13 +155,16 @@ def checkpoint(
     finetune_pipes: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult[Any]:
     """04 FINE-TUNE: LoRA from the base on the cumulative dataset; adapter, merged weights, manifest.
-    With finetune.runner 'pipes' the training runs in a Dagster Pipes process (another machine, in production)."""
+    With finetune.runner 'pipes' the training runs in a Dagster Pipes process (another machine, in
+    production)."""
     campaign, i = keys(context)
     store = artifacts.store()
     if store.config(campaign).finetune.runner == "pipes":
         extras = {"root": str(store.root), "campaign": campaign, "iteration": i, **artifacts.s3_extras()}
         finetune_pipes.run(
-            context=context, command=[sys.executable, "-m", "bcomc_dagster.defs.finetune_pipes"], extras=extras
+            context=context,
+            command=[sys.executable, "-m", "bcomc_dagster.defs.finetune_pipes"],
+            extras=extras,
         )
         artifacts.pull(campaign)  # what a process on another machine wrote to the bucket
         m = store.manifest(campaign, i)

@@ -28,7 +28,9 @@ def _mirror(extras: Mapping[str, Any]) -> S3Mirror | None:
         return None
     import boto3
 
-    client = boto3.client("s3", endpoint_url=extras.get("s3_endpoint_url"))  # credentials: the standard AWS chain
+    client = boto3.client(
+        "s3", endpoint_url=extras.get("s3_endpoint_url")
+    )  # credentials: the standard AWS chain
     return S3Mirror(client, extras["s3_bucket"], extras.get("s3_prefix", "bcomc"))
 
 
@@ -42,16 +44,25 @@ def main() -> None:
         try:
             if mirror:
                 n = mirror.pull(store, campaign, only=(CONFIG, f"{i}/{DATASET}"))
-                pipes.log.info(f"fine-tune: {n} artifact(s) from s3://{mirror.bucket}/{mirror.prefix}/{campaign}")
+                pipes.log.info(
+                    f"fine-tune: {n} artifact(s) from s3://{mirror.bucket}/{mirror.prefix}/{campaign}"
+                )
             started = time.time()
             m = stages.train_checkpoint(store, campaign, i, pipes.log.info)
             if mirror:
                 n = mirror.push(store, campaign, since=started)
-                pipes.log.info(f"fine-tune: {n} checkpoint file(s) to s3://{mirror.bucket}/{mirror.prefix}/{campaign}/{i}")
-        except Exception as e:  # say why in the run's logs (Pipes itself reports only the exit code), then fail
+                pipes.log.info(
+                    f"fine-tune: {n} checkpoint file(s) to "
+                    f"s3://{mirror.bucket}/{mirror.prefix}/{campaign}/{i}"
+                )
+        except (
+            Exception
+        ) as e:  # say why in the run's logs (Pipes itself reports only the exit code), then fail
             pipes.log.error(f"fine-tune failed: {type(e).__name__}: {e}")
             raise
-        pipes.log.info(f"fine-tune: done, {m.steps} steps, final loss {m.final_loss:.4f}, {m.train_seconds:.0f} s")
+        pipes.log.info(
+            f"fine-tune: done, {m.steps} steps, final loss {m.final_loss:.4f}, {m.train_seconds:.0f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,12 @@ def step_executor() -> dg.ExecutorDefinition | None:
 
 
 baseline_job = dg.define_asset_job(
-    "baseline_job", selection=["baseline_eval"], partitions_def=campaigns, executor_def=step_executor(),
+    "baseline_job",
+    selection=["baseline_eval"],
+    partitions_def=campaigns,
+    executor_def=step_executor(),
     description="01 EVALUATE the base model of a campaign.",
-)  # fmt: skip
+)
 iteration_job = dg.define_asset_job(
     "iteration_job",
     selection=dg.AssetSelection.assets(
@@ -42,6 +45,9 @@ iteration_job = dg.define_asset_job(
     description="One iteration: analyze, generate, cumulative dataset, fine-tune, deploy, re-evaluate.",
 )
 outcome_job = dg.define_asset_job(
-    "outcome_job", selection=["campaign_outcome", "campaign_report"], partitions_def=campaigns, executor_def=step_executor(),
+    "outcome_job",
+    selection=["campaign_outcome", "campaign_report"],
+    partitions_def=campaigns,
+    executor_def=step_executor(),
     description="Record how a campaign ended, stop its servers, and write its report.",
-)  # fmt: skip
+)

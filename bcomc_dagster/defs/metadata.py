@@ -99,7 +99,7 @@ def checkpoint_metadata(m: Manifest, i: int) -> Metadata:
             }
             if m.hardware
             else {}
-        ),  # fmt: skip
+        ),
     }
 
 
@@ -169,7 +169,7 @@ def report_metadata(report: EvalReport, iteration: int, gate: Promotion | None =
             }
             if report.pass_rate_held_out is not None
             else {}
-        ),  # fmt: skip
+        ),
     }
 
 
@@ -197,8 +197,10 @@ def progress_plots(store: ArtifactStore, campaign: str, iteration: int) -> Metad
     }
     rates = {i: r.pass_rate for i, r in reports.items()}
     held = {i: r.pass_rate_held_out for i, r in reports.items() if r.pass_rate_held_out is not None}
-    per_service = {s: {i: r.results_by_service[s].pass_rate for i, r in reports.items() if s in r.results_by_service}
-                   for s in reports[iteration].results_by_service}  # fmt: skip
+    per_service = {
+        s: {i: r.results_by_service[s].pass_rate for i, r in reports.items() if s in r.results_by_service}
+        for s in reports[iteration].results_by_service
+    }
     spend = {
         i: {s: c.cost_usd for s in costs.STAGES if (c := costs.stage_cost(store, campaign, i, s))}
         for i in reports

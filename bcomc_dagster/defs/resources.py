@@ -47,7 +47,8 @@ class ArtifactStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     @contextmanager
     def synced(self, campaign: str) -> Iterator[ArtifactStore]:
-        """The campaign's artifacts brought down before a step, and what it wrote sent up after it succeeded."""
+        """The campaign's artifacts brought down before a step, and what it wrote sent up after it
+        succeeded."""
         store, mirror = self.store(), self.mirror()
         if mirror:
             mirror.pull(store, campaign)
@@ -74,10 +75,11 @@ def mirrored(fn: Callable[..., R]) -> Callable[..., R]:
 def _from_env() -> ArtifactStoreResource:
     """BCOMC_HOME is the local folder; BCOMC_S3_BUCKET (+ BCOMC_S3_PREFIX, AWS_ENDPOINT_URL) turns on S3."""
     return ArtifactStoreResource(
-        root=str(home()), s3_bucket=os.environ.get("BCOMC_S3_BUCKET") or None,
+        root=str(home()),
+        s3_bucket=os.environ.get("BCOMC_S3_BUCKET") or None,
         s3_prefix=os.environ.get("BCOMC_S3_PREFIX", "bcomc"),
         s3=S3Resource(endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None),
-    )  # fmt: skip
+    )
 
 
 @dg.definitions

@@ -1,4 +1,5 @@
-"""The auto-advance sensor: a plain sensor with a JSON cursor of storage ids (docs/architecture.md, section 2).
+"""The auto-advance sensor: a plain sensor with a JSON cursor of storage ids (docs/architecture.md, section
+2).
 
 Each tick reads the materialisations that are new since the cursor:
 - campaign_config[c]          -> run the baseline of c;
@@ -85,9 +86,10 @@ def evaluate_tick(
         try:
             # a materialisation record always holds its materialisation
             pass_rate = (
-                cast(dg.AssetMaterialization, rec.asset_materialization).metadata["pass_rate"].value if rec
+                cast(dg.AssetMaterialization, rec.asset_materialization).metadata["pass_rate"].value
+                if rec
                 else store.report(campaign, i).pass_rate
-            )  # fmt: skip
+            )
             decision = stages.next_decision(store, campaign, i)
         except BcomcError as e:
             context.log.error(f"campaign {campaign}: cannot decide after iteration {i}: {e}")
@@ -106,7 +108,7 @@ def evaluate_tick(
                     partition_key=iteration_key(campaign, i + 1),
                     run_key=f"{campaign}:{i + 1}",
                     tags=tags,
-                )  # fmt: skip
+                )
             )
         elif decision.final and not store.path(campaign, None, OUTCOME).exists():
             runs.append(
@@ -140,7 +142,8 @@ def campaign_sensor(context: dg.SensorEvaluationContext, artifacts: ArtifactStor
 def campaign_failure_sensor(context: dg.RunFailureSensorContext, artifacts: ArtifactStoreResource) -> None:
     """A failed run of a campaign (the daemon's, a backfill's): record which stage failed and why in the
     iteration's folder, where `bcomc status` reads it, and stop the campaign's model servers on this machine
-    unless it keeps them live at the end (nothing uses them until `bcomc resume`, which serves the model again)."""
+    unless it keeps them live at the end (nothing uses them until `bcomc resume`, which serves the model
+    again)."""
     run = context.dagster_run
     campaign = run.tags.get(CAMPAIGN_TAG)
     if not campaign:

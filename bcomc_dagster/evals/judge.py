@@ -22,8 +22,6 @@ class Judge(Protocol):
     def grade(self, question: Question, answer: str) -> Verdict: ...
 
 
-
-
 class ReferenceJudge:
     """Passes an answer that equals, or contains as whole words, the reference or one of its aliases."""
 

@@ -23,14 +23,18 @@ if TYPE_CHECKING:
 class VerdictOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
-    passed: bool = Field(alias="pass", description="True when the answer states the reference fact correctly.")
+    passed: bool = Field(
+        alias="pass", description="True when the answer states the reference fact correctly."
+    )
     reason: str = Field(min_length=1, description="One sentence: why it passes or fails.")
 
 
 SCHEMA = schema_of(VerdictOut, "verdict", "Record the verdict on the answer.")
 SYSTEM = (
-    "You grade answers to questions about {domain} against a reference answer. Pass an answer that states the "
-    "reference fact (or one of its accepted spellings) correctly; extra correct detail is fine. Fail an answer that "
+    "You grade answers to questions about {domain} against a reference answer. Pass an answer that states "
+    "the "
+    "reference fact (or one of its accepted spellings) correctly; extra correct detail is fine. Fail an "
+    "answer that "
     "contradicts the reference, omits it, or hedges between values. Judge only the fact, not the style."
 )
 
@@ -48,7 +52,9 @@ class LLMJudge:
             + (f" (also accepted: {accepted})" if accepted else "")
             + f"\nAnswer to grade: {answer}"
         )
-        req = ChatRequest(system=self.system, messages=[Message(role="user", content=user)], max_tokens=200, schema=SCHEMA)
+        req = ChatRequest(
+            system=self.system, messages=[Message(role="user", content=user)], max_tokens=200, schema=SCHEMA
+        )
         try:
             v, _ = ask_structured(self.client, req, VerdictOut.model_validate, self.retries)
         except TransientLLMError as e:
@@ -57,14 +63,18 @@ class LLMJudge:
 
 
 class SupportOut(BaseModel):
-    supported: bool = Field(description="True when the passage states every fact, number and name of the answer.")
+    supported: bool = Field(
+        description="True when the passage states every fact, number and name of the answer."
+    )
     reason: str = Field(min_length=1, description="One sentence: what is or is not supported.")
 
 
 SUPPORT = schema_of(SupportOut, "grounding", "Record whether the passage supports the answer.")
 SUPPORT_SYSTEM = (
-    "You check training data. Say whether the answer is fully supported by the documentation passage: every fact, "
-    "number and name in the answer must be stated in the passage (or be the service's name). Paraphrase is fine."
+    "You check training data. Say whether the answer is fully supported by the documentation passage: "
+    "every fact, "
+    "number and name in the answer must be stated in the passage (or be the service's name). Paraphrase "
+    "is fine."
 )
 
 
@@ -76,8 +86,16 @@ def grounding_verdicts(
     from concurrent.futures import ThreadPoolExecutor
 
     def one(p: QAPair) -> tuple[str, tuple[bool, str]]:
-        user = f"Service: {p.service}\nPassage:\n\"\"\"\n{p.provenance.snippet}\n\"\"\"\nQuestion: {p.question}\nAnswer: {p.answer}"
-        req = ChatRequest(system=SUPPORT_SYSTEM, messages=[Message(role="user", content=user)], max_tokens=200, schema=SUPPORT)
+        user = (
+            f'Service: {p.service}\nPassage:\n"""\n{p.provenance.snippet}\n"""\nQuestion: '
+            f"{p.question}\nAnswer: {p.answer}"
+        )
+        req = ChatRequest(
+            system=SUPPORT_SYSTEM,
+            messages=[Message(role="user", content=user)],
+            max_tokens=200,
+            schema=SUPPORT,
+        )
         try:
             v, _ = ask_structured(client, req, SupportOut.model_validate, retries)
         except TransientLLMError as e:

@@ -59,10 +59,19 @@ class EvalReport(BaseModel):
         held = [a for a in answers if a.held_out]
         split = {}
         if held:
-            split = {"pass_rate_analyzed": summarise([a for a in answers if not a.held_out])[0],
-                     "pass_rate_held_out": summarise(held)[0]}  # fmt: skip
-        return cls(pass_rate=rate, results_by_service=by_service, failures=failed(answers), answers=answers,
-                   judge_errors=sum(a.judge_error for a in answers), **split, **fields)  # fmt: skip
+            split = {
+                "pass_rate_analyzed": summarise([a for a in answers if not a.held_out])[0],
+                "pass_rate_held_out": summarise(held)[0],
+            }
+        return cls(
+            pass_rate=rate,
+            results_by_service=by_service,
+            failures=failed(answers),
+            answers=answers,
+            judge_errors=sum(a.judge_error for a in answers),
+            **split,
+            **fields,
+        )
 
     def analyzed(self) -> EvalReport:
         """The report restricted to the questions the analyzer may see (all of them without a split)."""
@@ -70,17 +79,27 @@ class EvalReport(BaseModel):
             return self
         seen = [a for a in self.answers if not a.held_out]
         rate, by_service = summarise(seen)
-        return self.model_copy(update={
-            "pass_rate": rate, "results_by_service": by_service, "answers": seen,
-            "failures": failed(seen), "pass_rate_held_out": None,
-        })  # fmt: skip
+        return self.model_copy(
+            update={
+                "pass_rate": rate,
+                "results_by_service": by_service,
+                "answers": seen,
+                "failures": failed(seen),
+                "pass_rate_held_out": None,
+            }
+        )
 
     def table(self) -> pd.DataFrame:
         rows = [
-            {"service": s, "passed": r.passed, "total": r.total, "pass_rate": r.pass_rate,
-             "delta": self.service_deltas.get(s)}
+            {
+                "service": s,
+                "passed": r.passed,
+                "total": r.total,
+                "pass_rate": r.pass_rate,
+                "delta": self.service_deltas.get(s),
+            }
             for s, r in sorted(self.results_by_service.items())
-        ]  # fmt: skip
+        ]
         return pd.DataFrame(rows, columns=["service", "passed", "total", "pass_rate", "delta"])
 
     def with_previous(self, previous: EvalReport | None) -> EvalReport:
@@ -93,7 +112,10 @@ class EvalReport(BaseModel):
             if s in previous.results_by_service
         }
         return self.model_copy(
-            update={"improvement_delta": round(self.pass_rate - previous.pass_rate, 2), "service_deltas": deltas}
+            update={
+                "improvement_delta": round(self.pass_rate - previous.pass_rate, 2),
+                "service_deltas": deltas,
+            }
         )
 
 

@@ -49,10 +49,16 @@ def run_suite(
         if on_progress:
             on_progress(done, len(suite.questions))
         return Answer(
-            id=q.id, service=q.service, question=q.question, reference=q.reference,
-            answer=text, passed=verdict.passed, reason=verdict.reason, held_out=q.id in held_out,
+            id=q.id,
+            service=q.service,
+            question=q.question,
+            reference=q.reference,
+            answer=text,
+            passed=verdict.passed,
+            reason=verdict.reason,
+            held_out=q.id in held_out,
             judge_error=verdict.error,
-        )  # fmt: skip
+        )
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         answers = list(pool.map(ask, suite.questions))
@@ -63,6 +69,11 @@ def run_suite(
             f"{max_judge_error_rate:.0%}); first: {errors[0].id}: {errors[0].reason}"
         )
     return EvalReport.build(
-        answers, run_id=uuid.uuid4().hex[:12], suite=suite.name, model=model, endpoint=endpoint, judge=judge.name,
+        answers,
+        run_id=uuid.uuid4().hex[:12],
+        suite=suite.name,
+        model=model,
+        endpoint=endpoint,
+        judge=judge.name,
         seconds=round(time.monotonic() - started, 2),
     )

@@ -129,11 +129,15 @@ def _read_docs(docs_dir: Path, root: Path) -> tuple[dict[str, str], dict[str, st
         if p.suffix.lower() not in DOC_KINDS:
             raise InputError(f"{p}: not a documentation format this project reads; expected one of {kinds}")
         if p.stem in files:
-            raise InputError(f"{p}: service {p.stem!r} already has {root / files[p.stem]}; keep one doc per service")
+            raise InputError(
+                f"{p}: service {p.stem!r} already has {root / files[p.stem]}; keep one doc per service"
+            )
         docs[p.stem], files[p.stem] = read_text(p, root), f"docs/{p.name}"
     empty = [files[s] for s, text in docs.items() if not text.strip()]
     if not docs or empty:
-        raise InputError(f"{docs_dir}: expected one non-empty doc per service ({kinds}); empty or none: {empty or 'none'}")
+        raise InputError(
+            f"{docs_dir}: expected one non-empty doc per service ({kinds}); empty or none: {empty or 'none'}"
+        )
     return docs, files
 
 
@@ -149,7 +153,9 @@ def load_suite(name_or_path: str) -> Suite:
             raise InputError(f"{meta_file}: not valid JSON ({e})") from e
         except ValidationError as e:
             fields = "; ".join(field_errors(e, "suite.json"))
-            raise InputError(f"{meta_file}: expected an object with string name, description, domain ({fields})") from None
+            raise InputError(
+                f"{meta_file}: expected an object with string name, description, domain ({fields})"
+            ) from None
     docs_dir = root / "docs"
     if not docs_dir.is_dir():
         raise InputError(f"{docs_dir}: missing; a suite needs one documentation file per service")
@@ -169,7 +175,10 @@ def load_suite(name_or_path: str) -> Suite:
             fields = "; ".join(field_errors(e, "line"))
             raise InputError(f"{where}: {fields}") from e
         if q.service not in docs:
-            raise InputError(f"{where}: service {q.service!r} has no documentation file docs/{q.service}.<{'|'.join(x[1:] for x in DOC_KINDS)}>")
+            raise InputError(
+                f"{where}: service {q.service!r} has no documentation file "
+                f"docs/{q.service}.<{'|'.join(x[1:] for x in DOC_KINDS)}>"
+            )
         questions.append(q)
     if not questions:
         raise InputError(f"{questions_file}: no questions")

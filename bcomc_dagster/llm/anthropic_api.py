@@ -20,9 +20,12 @@ from bcomc_dagster.llm.base import (
 from bcomc_dagster.llm.registry import ProviderSettings
 
 PERMANENT = (
-    anthropic.AuthenticationError, anthropic.PermissionDeniedError, anthropic.NotFoundError,
-    anthropic.BadRequestError, anthropic.UnprocessableEntityError,
-)  # fmt: skip
+    anthropic.AuthenticationError,
+    anthropic.PermissionDeniedError,
+    anthropic.NotFoundError,
+    anthropic.BadRequestError,
+    anthropic.UnprocessableEntityError,
+)
 
 
 class AnthropicModel(ChatModel):
@@ -35,7 +38,10 @@ class AnthropicModel(ChatModel):
         if not key:
             raise PermanentLLMError(f"anthropic model {model!r}: no API key in ${env}")
         self.client = anthropic.Anthropic(
-            api_key=key, base_url=settings.base_url, max_retries=settings.max_retries, timeout=settings.timeout_s
+            api_key=key,
+            base_url=settings.base_url,
+            max_retries=settings.max_retries,
+            timeout=settings.timeout_s,
         )
 
     def _call(self, request: ChatRequest) -> Completion:
@@ -62,6 +68,9 @@ class AnthropicModel(ChatModel):
         if data is None and request.schema_:
             data = parse_json_object(text)
         return Completion(
-            text=text, data=data, provider=self.provider, model=self.model,
+            text=text,
+            data=data,
+            provider=self.provider,
+            model=self.model,
             usage=Usage(input_tokens=resp.usage.input_tokens, output_tokens=resp.usage.output_tokens),
-        )  # fmt: skip
+        )

@@ -26,9 +26,14 @@ from bcomc_dagster.llm.registry import ProviderSettings
 
 # error codes that no retry can heal
 PERMANENT = {
-    "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException", "ValidationException",
-    "ResourceNotFoundException", "ExpiredTokenException", "ModelNotReadyException",
-}  # fmt: skip
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "ValidationException",
+    "ResourceNotFoundException",
+    "ExpiredTokenException",
+    "ModelNotReadyException",
+}
 
 
 class BedrockModel(ChatModel):
@@ -41,7 +46,10 @@ class BedrockModel(ChatModel):
             region_name=settings.region,
             endpoint_url=settings.base_url,
             config=Config(
-                retries={"total_max_attempts": settings.max_retries + 1, "mode": "standard"},  # first call included
+                retries={
+                    "total_max_attempts": settings.max_retries + 1,
+                    "mode": "standard",
+                },  # first call included
                 connect_timeout=min(10, settings.timeout_s),
                 read_timeout=settings.timeout_s,
             ),
@@ -57,7 +65,15 @@ class BedrockModel(ChatModel):
             kwargs["system"] = [{"text": request.system}]
         if s := request.schema_:
             kwargs["toolConfig"] = {
-                "tools": [{"toolSpec": {"name": s.name, "description": s.description, "inputSchema": {"json": s.json_schema}}}],
+                "tools": [
+                    {
+                        "toolSpec": {
+                            "name": s.name,
+                            "description": s.description,
+                            "inputSchema": {"json": s.json_schema},
+                        }
+                    }
+                ],
                 "toolChoice": {"tool": {"name": s.name}},
             }
         try:
@@ -65,7 +81,9 @@ class BedrockModel(ChatModel):
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             cls = PermanentLLMError if code in PERMANENT else TransientLLMError
-            raise cls(f"bedrock model {self.model!r}: {code}: {e.response.get('Error', {}).get('Message', e)}") from e
+            raise cls(
+                f"bedrock model {self.model!r}: {code}: {e.response.get('Error', {}).get('Message', e)}"
+            ) from e
         except BotoCoreError as e:
             raise TransientLLMError(f"bedrock model {self.model!r}: {e}") from e
         content = resp["output"]["message"]["content"]
@@ -75,6 +93,9 @@ class BedrockModel(ChatModel):
             data = parse_json_object(text)
         u = resp.get("usage", {})
         return Completion(
-            text=text, data=data, provider=self.provider, model=self.model,
+            text=text,
+            data=data,
+            provider=self.provider,
+            model=self.model,
             usage=Usage(input_tokens=u.get("inputTokens", 0), output_tokens=u.get("outputTokens", 0)),
-        )  # fmt: skip
+        )

@@ -28,7 +28,11 @@ def limiter_for(provider: str, requests_per_minute: float) -> Limiter:
         if key not in _limiters:
             # a per-second window keeps bursts small: 120/min means 2 per second, not 120 at once
             per_s = requests_per_minute / 60
-            rate = Rate(max(1, round(per_s)), Duration.SECOND) if per_s >= 1 else Rate(1, Duration.SECOND * round(1 / per_s))
+            rate = (
+                Rate(max(1, round(per_s)), Duration.SECOND)
+                if per_s >= 1
+                else Rate(1, Duration.SECOND * round(1 / per_s))
+            )
             _limiters[key] = Limiter(rate)
         return _limiters[key]
 

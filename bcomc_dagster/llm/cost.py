@@ -82,7 +82,8 @@ class Meter:
     def check(self) -> None:
         if self.limit_usd is not None and self.cost.new_spend_usd >= self.limit_usd:
             raise BudgetExceeded(
-                f"{self.cost.stage}: the campaign budget is spent (${self.cost.new_spend_usd:.4f} in this stage, "
+                f"{self.cost.stage}: the campaign budget is spent (${self.cost.new_spend_usd:.4f} in this "
+                "stage, "
                 f"${self.limit_usd:.4f} was left); stopping before the next call"
             )
 

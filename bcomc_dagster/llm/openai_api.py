@@ -23,9 +23,12 @@ from bcomc_dagster.llm.base import (
 from bcomc_dagster.llm.registry import ProviderSettings
 
 PERMANENT = (
-    openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError, openai.BadRequestError,
+    openai.AuthenticationError,
+    openai.PermissionDeniedError,
+    openai.NotFoundError,
+    openai.BadRequestError,
     openai.UnprocessableEntityError,
-)  # fmt: skip
+)
 
 
 class OpenAIModel(ChatModel):
@@ -38,16 +41,26 @@ class OpenAIModel(ChatModel):
         if not key and settings.base_url is None:
             raise PermanentLLMError(f"openai model {model!r}: no API key in ${env} and no base_url")
         self.client = openai.OpenAI(
-            api_key=key or "none", base_url=settings.base_url, max_retries=settings.max_retries, timeout=settings.timeout_s
+            api_key=key or "none",
+            base_url=settings.base_url,
+            max_retries=settings.max_retries,
+            timeout=settings.timeout_s,
         )
 
     def _call(self, request: ChatRequest) -> Completion:
         messages = [{"role": "system", "content": request.system}] if request.system else []
         messages += [{"role": m.role, "content": m.content} for m in request.messages]
-        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": request.max_tokens,
-                        "temperature": request.temperature}  # fmt: skip
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+        }
         if s := request.schema_:
-            kwargs["response_format"] = {"type": "json_schema", "json_schema": {"name": s.name, "schema": s.json_schema}}
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": s.name, "schema": s.json_schema},
+            }
         try:
             resp = self.client.chat.completions.create(**kwargs)
         except PERMANENT as e:
@@ -59,6 +72,11 @@ class OpenAIModel(ChatModel):
         text = resp.choices[0].message.content or ""
         u = resp.usage
         return Completion(
-            text=text, data=parse_json_object(text) if request.schema_ else None, provider=self.provider, model=self.model,
-            usage=Usage(input_tokens=u.prompt_tokens if u else 0, output_tokens=u.completion_tokens if u else 0),
-        )  # fmt: skip
+            text=text,
+            data=parse_json_object(text) if request.schema_ else None,
+            provider=self.provider,
+            model=self.model,
+            usage=Usage(
+                input_tokens=u.prompt_tokens if u else 0, output_tokens=u.completion_tokens if u else 0
+            ),
+        )

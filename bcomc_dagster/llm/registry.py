@@ -32,11 +32,18 @@ def backends() -> list[str]:
     """Every backend a role may name: the embedded one and each provider."""
     return [EMBEDDED, *PROVIDERS.names()]
 
+
 # the plan's short names -> each provider's model id (Bedrock: a model id; a cross-region inference
 # profile such as "us.anthropic.claude-3-5-haiku-20241022-v1:0" may be given directly as the model)
 DEFAULT_ALIASES: dict[str, dict[str, str]] = {
-    "claude-3-5-haiku": {"bedrock": "anthropic.claude-3-5-haiku-20241022-v1:0", "anthropic": "claude-3-5-haiku-20241022"},
-    "claude-3-5-sonnet": {"bedrock": "anthropic.claude-3-5-sonnet-20241022-v2:0", "anthropic": "claude-3-5-sonnet-20241022"},
+    "claude-3-5-haiku": {
+        "bedrock": "anthropic.claude-3-5-haiku-20241022-v1:0",
+        "anthropic": "claude-3-5-haiku-20241022",
+    },
+    "claude-3-5-sonnet": {
+        "bedrock": "anthropic.claude-3-5-sonnet-20241022-v2:0",
+        "anthropic": "claude-3-5-sonnet-20241022",
+    },
 }
 
 
@@ -46,15 +53,21 @@ class ProviderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     base_url: str | None = Field(
-        None, description="OpenAI-compatible or Anthropic base URL; for Bedrock the endpoint_url (default: AWS's)."
+        None,
+        description="OpenAI-compatible or Anthropic base URL; for Bedrock the endpoint_url (default: AWS's).",
     )
     api_key_env: str | None = Field(
-        None, description="Environment variable holding the API key (default OPENAI_API_KEY / ANTHROPIC_API_KEY; "
+        None,
+        description="Environment variable holding the API key (default OPENAI_API_KEY / ANTHROPIC_API_KEY; "
         "Bedrock uses the standard AWS credential chain).",
     )
     region: str | None = Field(None, description="Bedrock: AWS region (default: the credential chain's).")
-    requests_per_minute: float | None = Field(None, gt=0, description="Client-side rate limit for this provider.")
-    max_retries: int = Field(4, ge=0, le=20, description="Retries of throttled or failed calls, by the SDK itself.")
+    requests_per_minute: float | None = Field(
+        None, gt=0, description="Client-side rate limit for this provider."
+    )
+    max_retries: int = Field(
+        4, ge=0, le=20, description="Retries of throttled or failed calls, by the SDK itself."
+    )
     timeout_s: float = Field(60, gt=0, description="Per-attempt timeout of a call.")
 
     _url = field_validator("base_url")(classmethod(lambda cls, v: check_url(v)))

@@ -51,9 +51,14 @@ def ask_structured(
         messages = [
             *request.messages,
             Message(role="assistant", content=said[:4000]),
-            Message(role="user", content=f"That answer is invalid: {error}. Answer again, following the schema exactly."),
+            Message(
+                role="user",
+                content=f"That answer is invalid: {error}. Answer again, following the schema exactly.",
+            ),
         ]
-    raise InvalidAnswer(f"{client.label}: no valid answer after {retries + 1} attempts; last error: {error}", retries + 1)
+    raise InvalidAnswer(
+        f"{client.label}: no valid answer after {retries + 1} attempts; last error: {error}", retries + 1
+    )
 
 
 def _short(e: Exception) -> str:

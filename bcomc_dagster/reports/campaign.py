@@ -32,9 +32,12 @@ if TYPE_CHECKING:
 HTML = "report.html"
 MARKDOWN = "report.md"
 _env = jinja2.Environment(
-    loader=jinja2.PackageLoader("bcomc_dagster.reports", "templates"), autoescape=jinja2.select_autoescape(["html"]),
-    undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-)  # fmt: skip
+    loader=jinja2.PackageLoader("bcomc_dagster.reports", "templates"),
+    autoescape=jinja2.select_autoescape(["html"]),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
 class CampaignReport(BaseModel):
@@ -62,26 +65,45 @@ def collect(store: ArtifactStore, campaign: str) -> CampaignReport:
     curves = {i: store.manifest(campaign, i).loss_curve for i in reports if i > 0}
     artifacts = [("effectiveness report", EFFECTIVENESS_MD), ("launch config", CONFIG)]
     for i in reports:
-        names = [(REPORT, "eval report"), (ANALYSIS, "failure analysis"), (DATASET, "training dataset"),
-                 (CARD, "dataset card"), (f"{CHECKPOINT}/{MANIFEST}", "checkpoint manifest"),
-                 (DEPLOYMENT, "deployment")]  # fmt: skip
-        artifacts += [(f"iteration {i}: {label}", f"{i}/{name}") for name, label in names if store.campaign_dir(campaign).joinpath(str(i), name).exists()]
+        names = [
+            (REPORT, "eval report"),
+            (ANALYSIS, "failure analysis"),
+            (DATASET, "training dataset"),
+            (CARD, "dataset card"),
+            (f"{CHECKPOINT}/{MANIFEST}", "checkpoint manifest"),
+            (DEPLOYMENT, "deployment"),
+        ]
+        artifacts += [
+            (f"iteration {i}: {label}", f"{i}/{name}")
+            for name, label in names
+            if store.campaign_dir(campaign).joinpath(str(i), name).exists()
+        ]
     return CampaignReport(
-        campaign=campaign, status=status.status if status else "running", model_name=cfg.model_name,
-        eval_suite=cfg.eval_suite, target=cfg.target_pass_rate, max_iterations=cfg.max_iterations,
+        campaign=campaign,
+        status=status.status if status else "running",
+        model_name=cfg.model_name,
+        eval_suite=cfg.eval_suite,
+        target=cfg.target_pass_rate,
+        max_iterations=cfg.max_iterations,
         rates={i: r.pass_rate for i, r in reports.items()},
         held_out={i: r.pass_rate_held_out for i, r in reports.items() if r.pass_rate_held_out is not None},
         effectiveness=campaign_state.effectiveness_of(store, campaign),
-        cost_by_iteration={i: {s: c.cost_usd for s in costs.STAGES if (c := costs.stage_cost(store, campaign, i, s))}
-                           for i in range(last + 1)},
-        cost_usd=costs.campaign_cost(store, campaign), loss_curves=curves,
-        live_model=status.live_model if status else None, artifacts=artifacts,
-    )  # fmt: skip
+        cost_by_iteration={
+            i: {s: c.cost_usd for s in costs.STAGES if (c := costs.stage_cost(store, campaign, i, s))}
+            for i in range(last + 1)
+        },
+        cost_usd=costs.campaign_cost(store, campaign),
+        loss_curves=curves,
+        live_model=status.live_model if status else None,
+        artifacts=artifacts,
+    )
 
 
 def figures(r: CampaignReport) -> dict[str, Figure]:
     figs = {
-        "pass_rate": plots.pass_rate_figure(r.rates, r.target, r.held_out or None, title=f"Pass rate — {r.campaign}"),
+        "pass_rate": plots.pass_rate_figure(
+            r.rates, r.target, r.held_out or None, title=f"Pass rate — {r.campaign}"
+        ),
         "services": plots.service_heatmap(r.effectiveness.per_service),
     }
     if r.cost_usd > 0:  # the embedded defaults cost nothing: no empty chart
@@ -95,11 +117,15 @@ def figures(r: CampaignReport) -> dict[str, Figure]:
 def _context(r: CampaignReport, images: dict[str, str]) -> dict[str, Any]:
     e = r.effectiveness
     return {
-        "r": r, "e": e, "images": images,
-        "services_html": e.service_table().to_html(float_format=lambda v: f"{v:.1f}", classes="table", border=0),
+        "r": r,
+        "e": e,
+        "images": images,
+        "services_html": e.service_table().to_html(
+            float_format=lambda v: f"{v:.1f}", classes="table", border=0
+        ),
         "services_md": e.service_table().to_markdown(floatfmt=".1f"),
         "iterations_md": e.markdown().split("## Iterations\n\n", 1)[1].split("\n\n## ", 1)[0],
-    }  # fmt: skip
+    }
 
 
 def render_html(r: CampaignReport) -> str:

@@ -21,20 +21,36 @@ BLUE, ORANGE, GREY = "#1f77b4", "#ff7f0e", "#7f7f7f"
 
 
 def pass_rate_figure(
-    rates: dict[int, float], target: float, held_out: dict[int, float] | None = None, title: str = "Pass rate by iteration"
+    rates: dict[int, float],
+    target: float,
+    held_out: dict[int, float] | None = None,
+    title: str = "Pass rate by iteration",
 ) -> Figure:
     fig = Figure(figsize=(6, 3.2), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     its = sorted(rates)
     ax.plot(its, [rates[i] for i in its], marker="o", color=BLUE, label="pass rate")
     for i in its:
-        ax.annotate(f"{rates[i]:.1f}", (i, rates[i]), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+        ax.annotate(
+            f"{rates[i]:.1f}",
+            (i, rates[i]),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=8,
+        )
     if held_out:
         h = sorted(held_out)
         ax.plot(h, [held_out[i] for i in h], marker="s", linestyle=":", color=ORANGE, label="held-out part")
     ax.axhline(target, color=GREY, linestyle="--", label=f"target {target:g}%")
-    ax.set(title=title, xlabel="iteration (0 = baseline)", ylabel="pass rate (%)", ylim=(0, 108), xticks=its,
-           xlim=(its[0] - 0.4, its[-1] + 0.4))  # room for the first and last labels
+    ax.set(
+        title=title,
+        xlabel="iteration (0 = baseline)",
+        ylabel="pass rate (%)",
+        ylim=(0, 108),
+        xticks=its,
+        xlim=(its[0] - 0.4, its[-1] + 0.4),
+    )  # room for the first and last labels
     ax.legend(loc="lower right", fontsize=8)
     return fig
 

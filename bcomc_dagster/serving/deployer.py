@@ -73,7 +73,8 @@ def intact(folder: Path, marker: str, fingerprint: str) -> Path:
         raise ServingError(f"{e}; the checkpoint is missing or incomplete") from e
     if actual != fingerprint:
         raise ServingError(
-            f"{folder}: weights fingerprint {actual[:12]}… does not match the manifest's {fingerprint[:12]}…; "
+            f"{folder}: weights fingerprint {actual[:12]}… does not match the manifest's "
+            f"{fingerprint[:12]}…; "
             "the checkpoint is corrupt or was changed after training"
         )
     return folder
@@ -82,4 +83,6 @@ def intact(folder: Path, marker: str, fingerprint: str) -> Path:
 def differs_from_base(model: str, answers: list[str], base_answers: list[str]) -> None:
     """An adapter that does not apply yields base-model output: demand at least one different answer."""
     if base_answers and answers == base_answers:
-        raise ServingError(f"{model!r} answers the probes exactly as the base model: the new weights do not apply")
+        raise ServingError(
+            f"{model!r} answers the probes exactly as the base model: the new weights do not apply"
+        )

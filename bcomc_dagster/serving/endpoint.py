@@ -29,7 +29,11 @@ def api_key(env_name: str | None) -> str:
 
 class Endpoint:
     def __init__(
-        self, base_url: str, key: str = NO_KEY, timeout_s: float = DEFAULT_TIMEOUT_S, max_retries: int = DEFAULT_RETRIES
+        self,
+        base_url: str,
+        key: str = NO_KEY,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = DEFAULT_RETRIES,
     ):
         self.url = base_url.rstrip("/")  # …/v1
         self.sdk = openai.OpenAI(base_url=self.url, api_key=key, timeout=timeout_s, max_retries=max_retries)
@@ -38,7 +42,10 @@ class Endpoint:
         """The model's answer to one user message, at temperature 0."""
         try:
             resp = self.sdk.chat.completions.create(
-                model=model, messages=[{"role": "user", "content": prompt}], temperature=0, max_tokens=max_tokens
+                model=model,
+                messages=[{"role": "user", "content": prompt}],
+                temperature=0,
+                max_tokens=max_tokens,
             )
         except openai.OpenAIError as e:
             raise ServingError(f"{self.url}: chat with {model!r} failed: {e}") from e
@@ -59,6 +66,8 @@ class Endpoint:
             self.sdk.post(path, body=body, cast_to=httpx.Response)
         except openai.APIStatusError as e:
             if check:
-                raise ServingError(f"{self.url}{path} answered {e.status_code}: {clip(e.response.text)}") from e
+                raise ServingError(
+                    f"{self.url}{path} answered {e.status_code}: {clip(e.response.text)}"
+                ) from e
         except openai.OpenAIError as e:
             raise ServingError(f"{self.url}{path}: {e}") from e

@@ -36,7 +36,9 @@ class OllamaState(BaseModel):
     url: str
     base_name: str
     base_probes: list[str] = []
-    base_template: str | None = None  # a base tag's chat template and parameters (stop tokens), given to every model
+    base_template: str | None = (
+        None  # a base tag's chat template and parameters (stop tokens), given to every model
+    )
     base_parameters: dict[str, Any] = {}  # created from its checkpoints, so they are prompted as the base was
     live_model: str
     live_iteration: int = 0
@@ -49,7 +51,9 @@ def model_name(name: str) -> str:
     short hash of its spelling, so that campaigns "Demo" and "demo" never share (or delete) a model."""
     if name != name.lower():
         base, _, tag = name.partition(":")
-        name = f"{base.lower()}-{hashlib.sha256(base.encode()).hexdigest()[:6]}" + (f":{tag.lower()}" if tag else "")
+        name = f"{base.lower()}-{hashlib.sha256(base.encode()).hexdigest()[:6]}" + (
+            f":{tag.lower()}" if tag else ""
+        )
     return name if ":" in name else f"{name}:latest"
 
 
@@ -58,9 +62,15 @@ class OllamaDeployer:
     owns_server = False
 
     def __init__(
-        self, workdir: Path, campaign: str, url: str = DEFAULT_URL, ready_timeout_s: float = 300.0, base_tag: str | None = None,
-        request_timeout_s: float = DEFAULT_TIMEOUT_S, request_retries: int = DEFAULT_RETRIES,
-    ):  # fmt: skip
+        self,
+        workdir: Path,
+        campaign: str,
+        url: str = DEFAULT_URL,
+        ready_timeout_s: float = 300.0,
+        base_tag: str | None = None,
+        request_timeout_s: float = DEFAULT_TIMEOUT_S,
+        request_retries: int = DEFAULT_RETRIES,
+    ):
         self.workdir = Path(workdir)
         self.campaign = campaign
         # the user's tag, served as is for the baseline and never deleted
@@ -73,7 +83,11 @@ class OllamaDeployer:
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> OllamaState | None:
-        return OllamaState.model_validate_json(self.state_file.read_text()) if self.state_file.is_file() else None
+        return (
+            OllamaState.model_validate_json(self.state_file.read_text())
+            if self.state_file.is_file()
+            else None
+        )
 
     def _save(self, st: OllamaState) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +99,12 @@ class OllamaDeployer:
         st = self.state()
         if st is None or st.live_model.lower() not in {t.lower() for t in self._tags()}:
             return None
-        return Live(endpoint=f"{self.url}/v1", model=st.live_model, iteration=st.live_iteration, fingerprint=st.live_fingerprint)
+        return Live(
+            endpoint=f"{self.url}/v1",
+            model=st.live_model,
+            iteration=st.live_iteration,
+            fingerprint=st.live_fingerprint,
+        )
 
     # -- operations ----------------------------------------------------------------------------
     def ensure_base(self, base_dir: Path, base_name: str, fingerprint: str) -> Deployment:
@@ -95,8 +114,13 @@ class OllamaDeployer:
         if self.base_tag:  # the user's model, as Ollama serves it: evaluated as is
             name = self.base_tag
             shown = self._request("POST", "/api/show", json={"model": name}).json()
-            st.base_template, st.base_parameters = shown.get("template") or None, parse_parameters(shown.get("parameters", ""))
-            self._request("POST", "/api/chat", json={"model": name, "messages": [], "stream": False})  # preload
+            st.base_template, st.base_parameters = (
+                shown.get("template") or None,
+                parse_parameters(shown.get("parameters", "")),
+            )
+            self._request(
+                "POST", "/api/chat", json={"model": name, "messages": [], "stream": False}
+            )  # preload
         else:
             name = model_name(f"{self.campaign}-base")
             self._create(name, Path(base_dir))
@@ -105,10 +129,15 @@ class OllamaDeployer:
         st.live_model, st.live_iteration, st.live_fingerprint = name, 0, fingerprint
         self._save(st)
         return Deployment(
-            endpoint=f"{self.url}/v1", served_model=name, iteration=0, engine=ENGINE, mode="base",
-            fingerprint=fingerprint, replaced=previous.live_model if previous and previous.live_model != name else None,
+            endpoint=f"{self.url}/v1",
+            served_model=name,
+            iteration=0,
+            engine=ENGINE,
+            mode="base",
+            fingerprint=fingerprint,
+            replaced=previous.live_model if previous and previous.live_model != name else None,
             deploy_seconds=round(time.monotonic() - t0, 2),
-        )  # fmt: skip
+        )
 
     def deploy(self, checkpoint_dir: Path, manifest: Manifest, iteration: int) -> Deployment:
         t0 = time.monotonic()
@@ -129,9 +158,15 @@ class OllamaDeployer:
         st.live_model, st.live_iteration, st.live_fingerprint = name, iteration, manifest.merged_fingerprint
         self._save(st)
         return Deployment(
-            endpoint=f"{self.url}/v1", served_model=name, iteration=iteration, engine=ENGINE, mode="ollama-create",
-            fingerprint=manifest.merged_fingerprint, replaced=previous, deploy_seconds=round(time.monotonic() - t0, 2),
-        )  # fmt: skip
+            endpoint=f"{self.url}/v1",
+            served_model=name,
+            iteration=iteration,
+            engine=ENGINE,
+            mode="ollama-create",
+            fingerprint=manifest.merged_fingerprint,
+            replaced=previous,
+            deploy_seconds=round(time.monotonic() - t0, 2),
+        )
 
     def stop(self) -> bool:
         """Delete the models this campaign created, except the live one; Ollama itself keeps running."""
@@ -152,7 +187,9 @@ class OllamaDeployer:
         except httpx.HTTPError as e:
             raise ServingError(f"ollama at {self.url}: {method} {path} failed: {e}") from e
         if r.status_code >= 400 and not (method == "HEAD" and r.status_code == 404):
-            raise ServingError(f"ollama at {self.url}: {method} {path} answered {r.status_code}: {r.text[:300]}")
+            raise ServingError(
+                f"ollama at {self.url}: {method} {path} answered {r.status_code}: {r.text[:300]}"
+            )
         return r
 
     def _upload(self, folder: Path) -> dict[str, str]:
@@ -166,8 +203,12 @@ class OllamaDeployer:
         return files
 
     def _create(self, name: str, folder: Path, st: OllamaState | None = None) -> None:
-        body: dict[str, Any] = {"model": name, "files": self._upload(folder), "stream": False,
-                      "parameters": {"temperature": 0, "seed": 0}}  # fmt: skip
+        body: dict[str, Any] = {
+            "model": name,
+            "files": self._upload(folder),
+            "stream": False,
+            "parameters": {"temperature": 0, "seed": 0},
+        }
         if st is not None and st.base_template:  # prompted exactly as the base tag
             body.update(template=st.base_template, parameters={**st.base_parameters, **body["parameters"]})
         elif _uses_embedded_template(folder):
@@ -175,11 +216,17 @@ class OllamaDeployer:
         r = self._request("POST", "/api/create", json=body)
         if r.json().get("status") != "success":
             raise ServingError(f"ollama at {self.url}: creating {name!r} did not succeed: {r.text[:300]}")
-        poll = Retrying(stop=stop_after_delay(self.ready_timeout_s), wait=wait_fixed(0.5), retry=retry_if_result(lambda ok: not ok))
+        poll = Retrying(
+            stop=stop_after_delay(self.ready_timeout_s),
+            wait=wait_fixed(0.5),
+            retry=retry_if_result(lambda ok: not ok),
+        )
         try:
             poll(lambda: name in self._tags())
         except RetryError:
-            raise ServingError(f"ollama at {self.url}: {name!r} not listed by /api/tags within {self.ready_timeout_s:.0f} s") from None
+            raise ServingError(
+                f"ollama at {self.url}: {name!r} not listed by /api/tags within {self.ready_timeout_s:.0f} s"
+            ) from None
         self._request("POST", "/api/chat", json={"model": name, "messages": [], "stream": False})  # preload
 
     def _tags(self) -> set[str]:
@@ -190,12 +237,16 @@ class OllamaDeployer:
         return {m["name"] for m in r.json().get("models", [])} if r.status_code == 200 else set()
 
     def _delete(self, name: str) -> None:
-        with contextlib.suppress(httpx.HTTPError):  # best effort: a model left behind costs disk, not correctness
+        with contextlib.suppress(
+            httpx.HTTPError
+        ):  # best effort: a model left behind costs disk, not correctness
             self.http.request("DELETE", "/api/delete", json={"model": name})
 
     def _answers(self, name: str) -> list[str]:
         """The probes' answers through Ollama's OpenAI-compatible ``/v1``, as the re-eval will ask them."""
-        endpoint = Endpoint(f"{self.url}/v1", timeout_s=self.request_timeout_s, max_retries=self.request_retries)
+        endpoint = Endpoint(
+            f"{self.url}/v1", timeout_s=self.request_timeout_s, max_retries=self.request_retries
+        )
         return [endpoint.chat(name, p, PROBE_TOKENS) for p in PROBES]
 
 
@@ -213,7 +264,9 @@ def parse_parameters(text: str) -> dict[str, Any]:
         except json.JSONDecodeError:
             value = raw
         if key == "stop":
-            out.setdefault("stop", []).append(raw[1:-1] if raw.startswith('"') and not isinstance(value, str) else str(value))
+            out.setdefault("stop", []).append(
+                raw[1:-1] if raw.startswith('"') and not isinstance(value, str) else str(value)
+            )
         else:
             out[key] = value
     return out

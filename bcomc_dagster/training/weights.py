@@ -1,4 +1,5 @@
-"""The identity of a set of weights: content hashes, and the record a cached base folder keeps of its origin."""
+"""The identity of a set of weights: content hashes, and the record a cached base folder keeps of its
+origin."""
 
 from __future__ import annotations
 
