@@ -196,11 +196,8 @@ def finetune(
         # packed: each batch is one sequence of its examples back to back, position ids restarting per example
         # (transformers masks attention across them), so no step computes on padding; the loss is the same
         # mean over answer tokens as with padded batches
-        collator = (
-            DataCollatorWithFlattening()
-            if settings.packing  # type: ignore[no-untyped-call]  # unannotated
-            else DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
-        )
+        padded = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+        collator = DataCollatorWithFlattening() if settings.packing else padded  # type: ignore[no-untyped-call]
         trainer = Trainer(
             model=model,
             args=args,
