@@ -11,20 +11,22 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from bcomc_dagster.analysis.analyzer import Analysis
 from bcomc_dagster.config import CampaignConfig, parse_config
 from bcomc_dagster.datagen import dataset
 from bcomc_dagster.datagen.schema import QAPair
-from bcomc_dagster.errors import InputError, PredecessorMissing
+from bcomc_dagster.errors import InputError, PredecessorMissing, field_errors
 from bcomc_dagster.evals.report import EvalReport
 from bcomc_dagster.files import atomic_write
 from bcomc_dagster.loop import Outcome, Promotion
 from bcomc_dagster.serving.deployer import Deployment
 from bcomc_dagster.training.manifest import Manifest, read_manifest
+
+M = TypeVar("M", bound=BaseModel)
 
 # the campaign's own files
 CONFIG = "campaign.json"
@@ -126,8 +128,25 @@ class ArtifactStore:
         return p
 
     def read_json(self, campaign: str, iteration: int | None, name: str, what: str) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.require(campaign, iteration, name, what).read_text())
+        path = self.require(campaign, iteration, name, what)
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}: {what} is not valid JSON ({e}); re-materialise it") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: {what} is not a JSON object; re-materialise it")
         return data
+
+    def _typed(self, model: type[M], campaign: str, iteration: int | None, name: str, what: str) -> M:
+        """``name`` read as ``model``; InputError names the file and the fields that do not fit."""
+        data = self.read_json(campaign, iteration, name, what)
+        try:
+            return model.model_validate(data)
+        except ValidationError as e:
+            path = self.path(campaign, iteration, name)
+            raise InputError(
+                f"{path}: {what} does not fit its schema: {'; '.join(field_errors(e))}"
+            ) from None
 
     # -- typed readers -----------------------------------------------------------------------------
     def config(self, campaign: str) -> CampaignConfig:
@@ -137,10 +156,10 @@ class ArtifactStore:
 
     def report(self, campaign: str, iteration: int) -> EvalReport:
         what = "the baseline eval report" if iteration == 0 else "the eval report"
-        return EvalReport.model_validate(self.read_json(campaign, iteration, REPORT, what))
+        return self._typed(EvalReport, campaign, iteration, REPORT, what)
 
     def analysis(self, campaign: str, iteration: int) -> Analysis:
-        return Analysis.model_validate(self.read_json(campaign, iteration, ANALYSIS, "the failure analysis"))
+        return self._typed(Analysis, campaign, iteration, ANALYSIS, "the failure analysis")
 
     def dataset(self, campaign: str, iteration: int) -> list[QAPair]:
         """The cumulative training dataset of ``iteration`` (none before iteration 1)."""
@@ -155,14 +174,16 @@ class ArtifactStore:
         return read_manifest(self.checkpoint(campaign, iteration))
 
     def deployment(self, campaign: str, iteration: int) -> Deployment:
-        return Deployment.model_validate(self.read_json(campaign, iteration, DEPLOYMENT, "the deployment"))
+        return self._typed(Deployment, campaign, iteration, DEPLOYMENT, "the deployment")
 
     def promotion(self, campaign: str, iteration: int) -> Promotion | None:
         """The promotion gate's record of ``iteration``, if its checkpoint went through the gate."""
-        path = self.path(campaign, iteration, PROMOTION)
-        return Promotion.model_validate_json(path.read_text()) if path.exists() else None
+        if not self.has(campaign, iteration, PROMOTION):
+            return None
+        return self._typed(Promotion, campaign, iteration, PROMOTION, "the promotion record")
 
     def outcome(self, campaign: str) -> Outcome | None:
         """How the campaign ended (or stands, while it waits), once its outcome was recorded."""
-        path = self.path(campaign, None, OUTCOME)
-        return Outcome.model_validate_json(path.read_text()) if path.exists() else None
+        if not self.has(campaign, None, OUTCOME):
+            return None
+        return self._typed(Outcome, campaign, None, OUTCOME, "the outcome")

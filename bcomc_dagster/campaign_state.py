@@ -7,6 +7,9 @@ its process died, and nothing has run since), ``stopped`` (``bcomc stop``), or f
 
 One process at a time works on a campaign: whoever runs its stages here holds ``.lock`` in its folder
 (an ``flock``, so a killed process releases it at once); a second one is told who holds it.
+
+Over 300 lines: everything the stages, the sensor, the CLI and the report read about a campaign, in one
+place, so that none of them reads artifacts its own way.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Exit codes say what happened: 0 done (a campaign reached its target), 1 a stage 
 (config, suite, campaign name), 3 the campaign stopped short of its target (max iterations, budget),
 4 a model server failed (deploy, serving), 5 a model provider failed (the analyzer's, generator's or
 judge's API). With ``--json`` the result goes to stdout as JSON and everything else to stderr.
+
+Over 300 lines: one short function per command and the argument parser that documents them; the work is
+in ``driver`` and ``campaign_state``.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from bcomc_dagster import campaign_state
-from bcomc_dagster.artifacts import CONFIG, EFFECTIVENESS_MD
+from bcomc_dagster.artifacts import CONFIG, EFFECTIVENESS_MD, REPORT
 from bcomc_dagster.config import DEMO_CONFIGS, PROSE_DEMO_CONFIG
 from bcomc_dagster.errors import BcomcError, InputError, ServingError, StageFailed
+from bcomc_dagster.text import clip
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -264,20 +268,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         active = driver.settle_runs(instance, store, c)  # a run whose process died is failed, not running
         row["status"] = campaign_state.state(store, c, active)
         try:
-            last = campaign_state.latest_iteration(store, c)
-            rep = store.report(c, last)
-            row.update(
-                iteration=last,
-                pass_rate=rep.pass_rate,
-                delta=rep.improvement_delta,
-                cost_usd=costs.campaign_cost(store, c),
-                skipped=campaign_state.skipped_services(store, c),
-            )
-        except BcomcError:
-            pass
+            if store.iterations(c, having=REPORT):  # none yet: launched, the baseline not evaluated
+                last = campaign_state.latest_iteration(store, c)
+                rep = store.report(c, last)
+                row.update(
+                    iteration=last,
+                    pass_rate=rep.pass_rate,
+                    delta=rep.improvement_delta,
+                    cost_usd=costs.campaign_cost(store, c),
+                    skipped=campaign_state.skipped_services(store, c),
+                )
+        except BcomcError as e:  # an unreadable artifact: say which, and go on with the other campaigns
+            row["failure"] = f"unreadable: {e}"
         fail = campaign_state.last_failure(store, c)
         if fail and row["status"] == "failed":
-            row["failure"] = f"iteration {fail.iteration} {fail.stage}: {fail.error.splitlines()[0][:200]}"
+            row["failure"] = (
+                f"iteration {fail.iteration} {fail.stage}: {clip(fail.error.splitlines()[0], 200)}"
+            )
         now = campaign_state.live(store, c)
         if now:
             row.update(live=f"{now.model} (it {now.iteration})", endpoint=now.endpoint)

@@ -4,6 +4,9 @@
 ``campaign_config``; on an instance with a running daemon (``dagster dev``) the sensor takes it from there.
 ``drive`` evaluates the same sensor tick by tick here and executes each run it requests in process: the
 demo's way, needing no daemon.
+
+Over 300 lines: launch, drive, advance, resume and stop are the five ways a CLI process runs Dagster
+jobs, and they share the run, summary, interruption and settle helpers here.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Iteration 0 is the baseline. Every stage reads what it needs of earlier iteratio
 (``artifacts``: names and typed readers) and fails at once, naming the artifact, when it is missing. What
 varies is chosen in the campaign config and built by ``registries``; what a campaign's state is (history,
 live model, failures) is read by ``campaign_state``.
+
+Over 300 lines on purpose: this is the recipe, the six stages, the promotion gate and the outcome in the
+order they run, so that the loop reads top to bottom in one file.
 """
 
 from __future__ import annotations

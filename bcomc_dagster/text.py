@@ -20,6 +20,11 @@ def words(text: str) -> list[str]:
     return _WORD.findall(unicodedata.normalize("NFKC", text).lower())
 
 
-def clip(text: str, limit: int = 300) -> str:
+GLIMPSE = 80  # characters of an answer or a name shown inline
+ERROR_DETAIL = 300  # of a server's answer or an error, in a message
+REASON = 500  # of a verdict's or a fallback's reason
+
+
+def clip(text: str, limit: int = ERROR_DETAIL) -> str:
     """``text`` cut to ``limit`` characters, for an error message or a log line."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

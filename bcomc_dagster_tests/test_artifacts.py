@@ -39,3 +39,23 @@ def test_typed_readers_name_the_missing_artifact(tmp_path):
     with pytest.raises(PredecessorMissing, match=r"the checkpoint of iteration 1 is missing"):
         store.manifest("c", 1)
     assert store.dataset("c", 0) == [] and store.promotion("c", 1) is None and store.outcome("c") is None
+
+
+def test_a_corrupt_artifact_is_an_input_error_naming_the_file(tmp_path):
+    from bcomc_dagster.artifacts import CHECKPOINT, DEPLOYMENT
+
+    store = ArtifactStore(tmp_path)
+    store.write_text("c", 1, DEPLOYMENT, "[1, 2]")
+    with pytest.raises(InputError, match=r"1/deployment.json: the deployment is not a JSON object"):
+        store.deployment("c", 1)
+    store.write_text("c", 1, DEPLOYMENT, '{"endpoint": "http://x/v1"}')
+    with pytest.raises(
+        InputError, match=r"deployment.json: the deployment does not fit its schema: served_model:"
+    ):
+        store.deployment("c", 1)
+    (store.path("c", 1, CHECKPOINT)).mkdir()
+    store.path("c", 1, CHECKPOINT).joinpath("manifest.json").write_text("{}")
+    with pytest.raises(
+        InputError, match=r"manifest.json: not a checkpoint manifest: base_model: Field required"
+    ):
+        store.manifest("c", 1)

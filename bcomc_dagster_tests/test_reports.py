@@ -208,6 +208,17 @@ def test_cli_json_and_exit_codes(campaign, tmp_path, monkeypatch, capsys):
     assert "campaign 'nope': no such campaign" in capsys.readouterr().err
 
 
+def test_status_names_an_unreadable_report_instead_of_hiding_it(campaign, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    assert cli.main(["status", "c", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["pass_rate"] == 87.5
+    campaign.path("c", 2, REPORT).write_text("{not json")
+    assert cli.main(["status", "c", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["pass_rate"] is None and row["failure"].startswith("unreadable: ")
+    assert "eval_report.json" in row["failure"] or "JSON" in row["failure"]
+
+
 @pytest.mark.parametrize(
     "cause, code",
     [

@@ -64,9 +64,10 @@ class Effectiveness(BaseModel):
         df.columns = [f"it{c}" for c in df.columns]
         return df
 
-    def markdown(self) -> str:
+    def iteration_table(self) -> pd.DataFrame:
+        """One row per iteration: pass rate, delta, what it targeted and gained, pairs added."""
         rejected = [g.iteration for g in self.iterations if not g.promoted]
-        gains = pd.DataFrame(
+        return pd.DataFrame(
             [
                 {
                     "iteration": g.iteration,
@@ -86,6 +87,9 @@ class Effectiveness(BaseModel):
                 for g in self.iterations
             ]
         )
+
+    def markdown(self) -> str:
+        gains = self.iteration_table()
         reached = (
             f"iteration {self.iterations_to_target}"
             if self.iterations_to_target is not None

@@ -18,6 +18,9 @@ from bcomc_dagster.evals.report import EvalReport
 from bcomc_dagster.llm.base import ChatRequest, Message, TransientLLMError
 from bcomc_dagster.llm.client import LLMClient
 from bcomc_dagster.llm.structured import ask_structured, schema_of
+from bcomc_dagster.text import REASON, clip
+
+ANSWER_CHARS = 200  # of each failed answer shown to the analyzer model
 
 
 class AnalysisOut(BaseModel):
@@ -59,7 +62,8 @@ def failure_report(
             "trend": trend(history, s),
             "history": [h.results_by_service[s].pass_rate for h in history if s in h.results_by_service],
             "example_failures": [
-                {"question": a.question, "expected": a.reference, "got": a.answer[:200]} for a in fails
+                {"question": a.question, "expected": a.reference, "got": a.answer[:ANSWER_CHARS]}
+                for a in fails
             ],
         }
     out = {"overall_pass_rate": last.pass_rate, "iterations_so_far": len(history) - 1, "services": services}
@@ -114,6 +118,6 @@ def llm_analyze(
     except TransientLLMError as e:
         fallback = analyze(history, examples_per_service, min_services, max_services, regressed)
         return fallback.model_copy(
-            update={"analyzer": "embedded (fallback)", "fallback_reason": str(e)[:500]}
+            update={"analyzer": "embedded (fallback)", "fallback_reason": clip(str(e), REASON)}
         )
     return analysis.model_copy(update={"analyzer": client.label, "attempts": attempts})

@@ -17,6 +17,7 @@ from bcomc_dagster.datagen.schema import QAPair
 from bcomc_dagster.llm.base import ChatRequest, Message, TransientLLMError
 from bcomc_dagster.llm.client import LLMClient
 from bcomc_dagster.llm.structured import ask_structured, schema_of
+from bcomc_dagster.text import clip
 
 # one style per variant, so that each call on the same passage and fact asks another kind of question
 STYLES = (
@@ -181,7 +182,7 @@ def synthesize(
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         for k, (batch, res) in enumerate(zip(batches, pool.map(one, batches), strict=True)):
             if isinstance(res, str):
-                failed[k] = res[:300]
+                failed[k] = clip(res)
                 kept += batch
             else:
                 rewritten += len(res)

@@ -25,6 +25,11 @@ STOPWORDS = frozenset(
     "me my you your i we our they their there here as so than then s please tell give".split()
 )
 
+# what a valid pair looks like beyond its length: a question mostly of letters, text that does not repeat
+MIN_LETTER_SHARE = 0.5  # of a question's characters
+REPEAT_MIN_WORDS = 8  # texts this long or longer are checked for repetition
+MIN_DISTINCT_SHARE = 0.3  # of their words, at least this share distinct
+
 
 class QualityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # no 1 for true, no "5" for 5
@@ -119,10 +124,10 @@ def invalid_reason(pair: QAPair, cfg: QualityConfig) -> str | None:
         if any(unicodedata.category(ch) in ("Cc", "Cs", "Co") and ch not in "\n\t" for ch in text):
             return f"{field} contains control characters"
         letters = sum(ch.isalpha() for ch in text)
-        if field == "question" and letters < 0.5 * n:
+        if field == "question" and letters < MIN_LETTER_SHARE * n:
             return f"question is {letters}/{n} letters; expected mostly words"
         w = words(text)
-        if len(w) >= 8 and len(set(w)) < 0.3 * len(w):
+        if len(w) >= REPEAT_MIN_WORDS and len(set(w)) < MIN_DISTINCT_SHARE * len(w):
             return f"{field} repeats itself ({len(set(w))} distinct of {len(w)} words)"
     if not pair.provenance.snippet.strip():
         return "provenance has no passage"

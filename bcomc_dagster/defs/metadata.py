@@ -17,6 +17,7 @@ from bcomc_dagster.reports import plots
 from bcomc_dagster.reports.campaign import CampaignReport, figures
 from bcomc_dagster.serving.deployer import Deployment
 from bcomc_dagster.stages import DatasetSummary
+from bcomc_dagster.text import GLIMPSE, clip
 from bcomc_dagster.training.manifest import Manifest
 
 Metadata = dict[str, Any]
@@ -144,7 +145,8 @@ def outcome_metadata(o: Outcome, eff: Effectiveness) -> Metadata:
 
 def report_metadata(report: EvalReport, iteration: int, gate: Promotion | None = None) -> Metadata:
     failures = "\n".join(
-        f"- **{a.service}** {a.question} → `{a.answer[:80]}` ({a.reason})" for a in report.failures[:10]
+        f"- **{a.service}** {a.question} → `{clip(a.answer, GLIMPSE)}` ({a.reason})"
+        for a in report.failures[:10]
     )
     return {
         "pass_rate": dg.MetadataValue.float(report.pass_rate),

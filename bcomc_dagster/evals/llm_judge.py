@@ -15,6 +15,7 @@ from bcomc_dagster.evals.suite import Question
 from bcomc_dagster.llm.base import ChatRequest, Message, TransientLLMError
 from bcomc_dagster.llm.client import LLMClient
 from bcomc_dagster.llm.structured import ask_structured, schema_of
+from bcomc_dagster.text import REASON, clip
 
 if TYPE_CHECKING:
     from bcomc_dagster.datagen.schema import QAPair
@@ -58,7 +59,7 @@ class LLMJudge:
         try:
             v, _ = ask_structured(self.client, req, VerdictOut.model_validate, self.retries)
         except TransientLLMError as e:
-            return Verdict(False, f"judge error: {e}"[:500], error=True)
+            return Verdict(False, clip(f"judge error: {e}", REASON), error=True)
         return Verdict(v.passed, v.reason)
 
 
@@ -99,7 +100,7 @@ def grounding_verdicts(
         try:
             v, _ = ask_structured(client, req, SupportOut.model_validate, retries)
         except TransientLLMError as e:
-            return p.id, (False, f"no verdict: {e}"[:300])
+            return p.id, (False, clip(f"no verdict: {e}"))
         return p.id, (v.supported, v.reason)
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:

@@ -64,4 +64,4 @@ def ask_structured(
 def _short(e: Exception) -> str:
     if isinstance(e, ValidationError):
         return clip("; ".join(field_errors(e, "answer")), 1000)
-    return str(e)[:1000]
+    return clip(str(e), 1000)

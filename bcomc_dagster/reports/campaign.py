@@ -124,7 +124,9 @@ def _context(r: CampaignReport, images: dict[str, str]) -> dict[str, Any]:
             float_format=lambda v: f"{v:.1f}", classes="table", border=0
         ),
         "services_md": e.service_table().to_markdown(floatfmt=".1f"),
-        "iterations_md": e.markdown().split("## Iterations\n\n", 1)[1].split("\n\n## ", 1)[0],
+        "iterations_md": e.iteration_table().to_markdown(index=False, floatfmt=".1f")
+        if e.iterations
+        else "(baseline only)",
     }
 
 

@@ -23,6 +23,7 @@ from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wa
 from bcomc_dagster.errors import ServingError
 from bcomc_dagster.serving.deployer import PROBE_TOKENS, PROBES, Deployment, Live, differs_from_base, intact
 from bcomc_dagster.serving.endpoint import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, Endpoint
+from bcomc_dagster.text import clip
 from bcomc_dagster.training.base_model import CHAT_TEMPLATE, OLLAMA_TEMPLATE
 from bcomc_dagster.training.manifest import Manifest
 from bcomc_dagster.training.sources import OLLAMA_URL
@@ -188,7 +189,7 @@ class OllamaDeployer:
             raise ServingError(f"ollama at {self.url}: {method} {path} failed: {e}") from e
         if r.status_code >= 400 and not (method == "HEAD" and r.status_code == 404):
             raise ServingError(
-                f"ollama at {self.url}: {method} {path} answered {r.status_code}: {r.text[:300]}"
+                f"ollama at {self.url}: {method} {path} answered {r.status_code}: {clip(r.text)}"
             )
         return r
 
@@ -215,7 +216,7 @@ class OllamaDeployer:
             body.update(template=OLLAMA_TEMPLATE, parameters={**body["parameters"], "stop": ["<|end|>"]})
         r = self._request("POST", "/api/create", json=body)
         if r.json().get("status") != "success":
-            raise ServingError(f"ollama at {self.url}: creating {name!r} did not succeed: {r.text[:300]}")
+            raise ServingError(f"ollama at {self.url}: creating {name!r} did not succeed: {clip(r.text)}")
         poll = Retrying(
             stop=stop_after_delay(self.ready_timeout_s),
             wait=wait_fixed(0.5),

@@ -1,6 +1,9 @@
 """Start, wait for, and stop a local OpenAI-compatible model server (vLLM's CPU build or
 ``transformers serve``). Servers outlive the Dagster step that starts them: they run in their own
 process session and are found again through the state the deployer records.
+
+Over 300 lines: the two engines' command lines, readiness, and the process records that let a stop or a
+reap tell our server from a reused pid belong together.
 """
 
 from __future__ import annotations

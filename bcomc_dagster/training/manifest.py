@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bcomc_dagster.errors import PredecessorMissing
+from bcomc_dagster.errors import InputError, PredecessorMissing, field_errors
 
 MANIFEST = "manifest.json"
 
@@ -76,4 +76,9 @@ def read_manifest(folder: Path) -> Manifest:
     path = folder / MANIFEST
     if not path.is_file():
         raise PredecessorMissing(f"{path}: the checkpoint has no manifest; it is incomplete")
-    return Manifest.model_validate_json(path.read_text())
+    try:
+        return Manifest.model_validate_json(path.read_text())
+    except ValidationError as e:
+        raise InputError(
+            f"{path}: not a checkpoint manifest: {'; '.join(field_errors(e, 'manifest'))}"
+        ) from None

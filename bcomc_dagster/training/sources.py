@@ -1,4 +1,5 @@
 """Base models: the one place that turns a campaign's ``model_name`` into trainable weights.
+Over 300 lines: one class per source, each with its checks and its error messages, in the order tried.
 
 Whatever is named, training and serving get a Hugging Face folder (safetensors, tokenizer, chat
 template) identified by its weights' fingerprint. Sources are registered by kind below and tried in
@@ -32,6 +33,7 @@ from typing import Any, Protocol, cast
 import httpx
 
 from bcomc_dagster.registries import Registry
+from bcomc_dagster.text import GLIMPSE, clip
 from bcomc_dagster.training import from_gguf
 
 OLLAMA_URL = "http://127.0.0.1:11434"
@@ -44,7 +46,7 @@ def _path(name: str) -> Path:
         path.exists()
         return path
     except (RuntimeError, OSError) as e:
-        raise ValueError(f"{name[:80]!r} is not a usable path ({e})") from None
+        raise ValueError(f"{clip(name, GLIMPSE)!r} is not a usable path ({e})") from None
 
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -193,7 +195,7 @@ class OllamaTag:
             raise ValueError(f"the Ollama server at {url} has no model {name!r}; `ollama pull {name}` first")
         if r.status_code != 200:
             raise ValueError(
-                f"the Ollama server at {url} answered {r.status_code} for {name!r}: {r.text[:200]}"
+                f"the Ollama server at {url} answered {r.status_code} for {name!r}: {clip(r.text)}"
             )
         return cast(dict[str, Any], r.json())  # a JSON object, /api/show's answer
 
