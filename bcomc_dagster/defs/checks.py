@@ -13,7 +13,7 @@ def no_eval_questions_in_training_data(
 ) -> dg.AssetCheckResult:
     """Fails the iteration if any training question resembles an eval question (word n-gram overlap at or
     above quality.decontamination_threshold); names the offending pairs."""
-    campaign, i = keys(context)  # type: ignore[arg-type]  # keys reads only partition_key: a check has it
+    campaign, i = keys(context)
     hits = campaign_state.contamination(artifacts.store(), campaign, i)
     return dg.AssetCheckResult(
         passed=not hits,

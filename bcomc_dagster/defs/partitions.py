@@ -9,9 +9,11 @@ def iteration_key(campaign: str, iteration: int) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"campaign": campaign, "iteration": str(iteration)})
 
 
-def keys(context: dg.AssetExecutionContext) -> tuple[str, int]:
-    """(campaign, iteration) of a (campaign, iteration) partition."""
-    k = context.partition_key.keys_by_dimension
+def keys(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> tuple[str, int]:
+    """(campaign, iteration) of a (campaign, iteration) partition, in an asset or an asset check."""
+    key = context.partition_key
+    assert isinstance(key, dg.MultiPartitionKey)  # the iteration assets' partitions are multi-partitions
+    k = key.keys_by_dimension
     return k["campaign"], int(k["iteration"])
 
 
