@@ -95,7 +95,9 @@ class Env:
         settings = llm.providers.get(backend, registry.ProviderSettings())
         model_id = registry.resolve_model(backend, model, llm.aliases)
         folder = self.store.root / "llm-cache"
-        cache = _caches.setdefault(folder, ResponseCache(folder)) if llm.cache else None
+        if llm.cache and folder not in _caches:  # one per folder and process: it holds an open database
+            _caches[folder] = ResponseCache(folder)
+        cache = _caches[folder] if llm.cache else None
         limiter = limiter_for(backend, settings.requests_per_minute) if settings.requests_per_minute else None
         price = price_of([model, model_id], llm.prices)
         chat = registry.create(backend, model_id, settings)
