@@ -136,10 +136,10 @@ def baseline(store: ArtifactStore, campaign: str, log: Log = _default_log) -> tu
 
 # -- 02 ANALYZE -----------------------------------------------------------------------------------
 def analyze_failures(store: ArtifactStore, campaign: str, iteration: int) -> Analysis:
-    cfg, d = store.config(campaign), store.config(campaign).datagen
-    reports = [
-        r.analyzed() for r in state.history(store, campaign, iteration - 1)
-    ]  # held-out answers stay unseen
+    cfg = store.config(campaign)
+    d = cfg.datagen
+    # the analyzer sees only the analyzed part of each report: held-out answers stay unseen
+    reports = [r.analyzed() for r in state.history(store, campaign, iteration - 1)]
     gate_record = store.promotion(campaign, iteration - 1)
     regressed = sorted(gate_record.regressed) if gate_record else []  # what the last checkpoint made worse
     with costs.metered(store, cfg, campaign, iteration, "analyze") as meter:
@@ -166,7 +166,8 @@ def analyze_failures(store: ArtifactStore, campaign: str, iteration: int) -> Ana
 def generate_examples(
     store: ArtifactStore, campaign: str, iteration: int, log: Log = _default_log
 ) -> coordinator.GenerationResult:
-    cfg, d = store.config(campaign), store.config(campaign).datagen
+    cfg = store.config(campaign)
+    d = cfg.datagen
     analysis = store.analysis(campaign, iteration)
     already = dataset.rows_by_service(store.dataset(campaign, iteration - 1))
     counts = {s: analysis.datagen_count for s in analysis.datagen_services}
@@ -261,9 +262,8 @@ def train_checkpoint(
 ) -> Manifest:
     cfg = store.config(campaign)
     rows = store.dataset(campaign, iteration)
-    settings = TrainSettings(
-        **cfg.finetune.model_dump(exclude={"runner"})
-    )  # the same fields, less where it runs
+    # the config's fine-tune fields, less where it runs
+    settings = TrainSettings(**cfg.finetune.model_dump(exclude={"runner"}))
 
     def on_log(step: int, total: int, loss: float) -> None:
         progress.report(f"fine-tune it{iteration}", step, total, f"loss {loss:.3f}")
@@ -321,9 +321,8 @@ def reevaluate(store: ArtifactStore, campaign: str, iteration: int, log: Log = _
         restored = None
         if cfg.serving.rollback_on_failure:
             try:
-                back = state.live_iteration(
-                    store, campaign, iteration - 1
-                )  # the live model, not a rejected checkpoint
+                # the live model, not a checkpoint the gate rejected
+                back = state.live_iteration(store, campaign, iteration - 1)
                 restored = serve_iteration(store, cfg, campaign, back).served_model
                 log(f"re-eval failed; rolled back to iteration {back} ({restored})")
             except BcomcError as rollback_error:
