@@ -31,6 +31,9 @@ def stage_lines(store: ArtifactStore, asset: str, campaign: str, iteration: int)
     if asset == "training_dataset":
         q = store.read_json(campaign, iteration, QUALITY, "the quality report")
         dropped = ", ".join(f"{k} {v}" for k, v in q["dropped_by_reason"].items() if v) or "none"
+        if "rows" not in q:  # written before the quality report counted rows: count them
+            q["rows"] = len(store.dataset(campaign, iteration))
+            q["added"] = q["rows"] - len(store.dataset(campaign, iteration - 1))
         return [f"  training_dataset: +{q['added']} rows, {q['rows']} in all; dropped: {dropped}"]
     if asset == "checkpoint":
         m = store.manifest(campaign, iteration)

@@ -59,3 +59,23 @@ def test_a_corrupt_artifact_is_an_input_error_naming_the_file(tmp_path):
         InputError, match=r"manifest.json: not a checkpoint manifest: base_model: Field required"
     ):
         store.manifest("c", 1)
+
+
+def test_the_dataset_summary_line_counts_rows_of_a_quality_report_from_before_it_counted_them(tmp_path):
+    from bcomc_dagster.artifacts import DATASET, QUALITY
+    from bcomc_dagster.datagen import dataset
+    from bcomc_dagster.datagen.schema import Provenance, QAPair
+    from bcomc_dagster.summary import stage_lines
+
+    store = ArtifactStore(tmp_path)
+    prov = Provenance(campaign="c", iteration=1, model="m", snippet="-")
+    rows = [
+        QAPair(service="s", question=f"What is the port of S{k}?", answer=f"{k}", provenance=prov)
+        for k in range(5)
+    ]
+    dataset.write_jsonl(store.path("c", 1, DATASET), rows[:2])
+    dataset.write_jsonl(store.path("c", 2, DATASET), rows)
+    store.write_json("c", 2, QUALITY, {"dropped_by_reason": {"duplicate": 1, "invalid": 0}, "dropped": []})
+    assert stage_lines(store, "training_dataset", "c", 2) == [
+        "  training_dataset: +3 rows, 5 in all; dropped: duplicate 1"
+    ]
