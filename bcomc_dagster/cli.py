@@ -1,4 +1,4 @@
-"""``bcomc``: demo, launch, validate, advance, resume, stop, status, report.
+"""``bcomc``: demo, launch, validate, grade, advance, resume, stop, status, report.
 
 Exit codes say what happened: 0 done (a campaign reached its target), 1 a stage failed, 2 bad input
 (config, suite, campaign name), 3 the campaign stopped short of its target (max iterations, budget),
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     import dagster as dg
 
     from bcomc_dagster.artifacts import ArtifactStore
+    from bcomc_dagster.evals.suite import Suite
+    from bcomc_dagster.loop import Outcome
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED, EXIT_SERVING, EXIT_PROVIDER = 0, 1, 2, 3, 4, 5
 # error classes (by name: they may come from a step's serialized error) -> exit code
@@ -84,8 +86,29 @@ def _bars(enabled: bool) -> Iterator[None]:
         yield
 
 
+def held_out_line(outcome: Outcome) -> str:
+    """The unbiased figure beside the decided one, or why there is none."""
+    if not outcome.held_out_pass_rates:
+        return "held-out part: none (held_out_fraction 0): no unbiased figure"
+    held = ", ".join(f"{k}: {v:.1f}%" for k, v in outcome.held_out_pass_rates.items() if v is not None)
+    return f"held-out part (drives no decision; the unbiased figure): {held}"
+
+
 def emit(args: argparse.Namespace, data: Any) -> None:
     print(json.dumps(data, indent=2, default=str), file=args.stdout)
+
+
+def suite_warnings(suite: Suite) -> list[str]:
+    """Loose references: an alias that lets the judge pass an answer the reference would not."""
+    from bcomc_dagster.evals.judge import loose_aliases
+
+    return [
+        f"{suite.path / 'questions.jsonl'}: question {q.id}: alias {a!r} is a bare number where the "
+        f"reference {q.reference!r} has a unit the question does not name; the judge passes an answer "
+        f"that says {a!r} with no unit"
+        for q in suite.questions
+        for a in loose_aliases(q)
+    ]
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -96,6 +119,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     suite = load_suite(cfg.eval_suite)
     check_docs(cfg)
     kind = check_base(cfg)
+    warnings = suite_warnings(suite)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
     if args.json:
         emit(
             args,
@@ -106,6 +132,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 "services": len(suite.services),
                 "questions": len(suite.questions),
                 "base": kind,
+                "warnings": warnings,
                 "resolved": cfg.model_dump(mode="json"),
             },
         )
@@ -167,7 +194,8 @@ def _launch(args: argparse.Namespace, config_path: Path, drive: bool, prefix: st
             f"\ncampaign {campaign}: {outcome.status} after {outcome.iterations} iteration(s) in "
             f"{time.monotonic() - t0:.0f} s"
         )
-        print(f"  pass rate by iteration (0 = baseline): {rates}")
+        print(f"  pass rate by iteration (0 = baseline; the decided part): {rates}")
+        print(f"  {held_out_line(outcome)}")
         print(
             f"  best iteration {outcome.best_iteration} ({outcome.best_pass_rate:.1f}%); cost "
             f"${outcome.cost_usd:.4f}"
@@ -210,6 +238,34 @@ def cmd_advance(args: argparse.Namespace) -> int:
             },
         )
     return EXIT_STOPPED if decision.final and decision.value != "target_reached" else EXIT_OK
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from bcomc_dagster import registries
+    from bcomc_dagster.artifacts import ArtifactStore
+    from bcomc_dagster.config import load_config, parse_config
+    from bcomc_dagster.evals.grading import grade_answers, read_answers
+    from bcomc_dagster.evals.suite import load_suite
+    from bcomc_dagster.files import home
+
+    suite = load_suite(args.suite)
+    answers = read_answers(Path(args.answers), suite)
+    if args.config:  # the judge settings of a campaign config (an LLM judge's backend and model)
+        cfg = load_config(args.config).model_copy(update={"eval_suite": str(suite.path)})
+        cfg = cfg.model_copy(update={"judge": args.judge}) if args.judge else cfg
+    else:
+        cfg = parse_config({"eval_suite": str(suite.path), "judge": args.judge or "strict"}, source="--judge")
+    judge = registries.judge(registries.Env(ArtifactStore(home()), cfg, "grade"))
+    result = grade_answers(judge, suite, answers)
+    if args.json:
+        data = result.model_dump(include={"results", "pass_rate", "grades", "judge", "suite", "questions"})
+        emit(args, data)
+        return EXIT_OK
+    width = max(len(r.id) for r in result.results)
+    for r in result.results:
+        print(f"{r.id:<{width}}  {'pass' if r.passed else 'FAIL'}  {r.grade:<13}  {r.reason}")
+    print(result.summary())
+    return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -406,6 +462,12 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("validate", help="check a campaign config and its suite")
     s.add_argument("config")
     s.set_defaults(func=cmd_validate)
+    s = sub.add_parser("grade", help="grade answers produced anywhere against a suite, with a judge")
+    s.add_argument("suite", help="a built-in suite name or a suite folder")
+    s.add_argument("answers", help='a JSONL file: one {"id": ..., "answer": ...} per line')
+    s.add_argument("--judge", help="a judge by name (default: strict, or the config's)")
+    s.add_argument("--config", help="a campaign config to take the judge settings from (an LLM judge)")
+    s.set_defaults(func=cmd_grade)
     s = sub.add_parser("advance", help="run the next iteration of a campaign by hand")
     s.add_argument("campaign")
     s.set_defaults(func=cmd_advance)

@@ -351,7 +351,7 @@ class CampaignConfig(_Strict):
     max_iterations: int = Field(5, ge=1, le=100, description="Stop after this many iterations.")
     auto_advance: bool = Field(True, description="Let the sensor start the next iteration by itself.")
     judge: str = Field(
-        "reference",
+        "strict",
         description=f"Grader of answers; one of {JUDGES.names()} ('llm': judge_backend/judge_model).",
     )
     judge_backend: str = Field(EMBEDDED, description=f"Backend of the LLM judge; one of {backends()}.")

@@ -49,7 +49,7 @@ class Promotion(BaseModel):
     promoted: bool
     policy: Literal["always", "if_better"]
     live_iteration: int  # what was live before this checkpoint (0: the base)
-    live_pass_rate: float
+    live_pass_rate: float  # the decided part of the suite (the whole suite when nothing is held out)
     pass_rate: float
     regressed: dict[
         str, tuple[float, float]
@@ -61,9 +61,10 @@ class Promotion(BaseModel):
 def gate(
     iteration: int, candidate: EvalReport, live_iteration: int, live: EvalReport, policy: str, margin: float
 ) -> Promotion:
-    """``if_better``: the candidate must beat the live model on the whole suite, and no service that passed
-    any question before may lose more than ``margin`` points. ``always``: every checkpoint is promoted
-    (the regressions are still recorded)."""
+    """``if_better``: the candidate must beat the live model on the decided part of the suite (the held-out
+    part drives no decision), and no service that passed any question of that part before may lose more
+    than ``margin`` points. ``always``: every checkpoint is promoted (the regressions are still recorded)."""
+    candidate, live = candidate.analyzed(), live.analyzed()
     regressed = {
         s: (r.pass_rate, candidate.results_by_service[s].pass_rate)
         for s, r in live.results_by_service.items()
@@ -102,10 +103,14 @@ class Outcome(BaseModel):
     status: str  # target_reached / max_iterations_reached / budget_exhausted / waiting
     iterations: int
     baseline_pass_rate: float
+    # pass rates are of the decided part of the suite (what the target, the gate and best use); the
+    # held-out part drives no decision, so its figures are the unbiased ones
     final_pass_rate: float  # the live model's: the last promoted checkpoint's (serving.promote)
     best_iteration: int
     best_pass_rate: float
     pass_rates: dict[int, float]  # every checkpoint's re-eval, promoted or not
+    held_out_pass_rates: dict[int, float | None] = {}  # empty: nothing is held out (no unbiased figure)
+    suite_pass_rates: dict[int, float] = {}  # the whole suite, held-out part included
     rejected: list[int] = []  # iterations whose checkpoint the promotion gate rejected
     final_model: str  # serving.final_model: last / best / base
     final_iteration: int  # the iteration final_model chose (0 = base); live unless the servers were stopped

@@ -108,6 +108,12 @@ Analyzer = Callable[["list[EvalReport]", "list[str]"], "Analysis"]  # (reports s
 
 
 # -- judges: the campaign's ``judge`` ---------------------------------------------------------------
+def _strict_judge(env: Env) -> Judge:
+    from bcomc_dagster.evals.judge import StrictJudge
+
+    return StrictJudge()
+
+
 def _reference_judge(env: Env) -> Judge:
     from bcomc_dagster.evals.judge import ReferenceJudge
 
@@ -125,7 +131,7 @@ def _llm_judge(env: Env) -> Judge:
 
 
 JUDGES: Registry[Callable[[Env], Judge]] = Registry(
-    "judge", {"reference": _reference_judge, "llm": _llm_judge}
+    "judge", {"strict": _strict_judge, "reference": _reference_judge, "llm": _llm_judge}
 )
 
 

@@ -314,9 +314,11 @@ def reevaluate(store: ArtifactStore, campaign: str, iteration: int, log: Log = _
             f"campaign {campaign!r}: the endpoint no longer serves iteration {iteration} "
             f"({dep.served_model}); re-materialise its deployment before re-evaluating"
         )
-    previous = store.report(campaign, iteration - 1)
+    live = state.live_iteration(store, campaign, iteration - 1)  # the delta is against what was live
     try:
-        report = _evaluate(store, cfg, campaign, iteration, dep, log).with_previous(previous)
+        report = _evaluate(store, cfg, campaign, iteration, dep, log).against(
+            store.report(campaign, live), live
+        )
     except Exception as e:  # the new model may be at fault: put the previous one back, then report
         restored = None
         if cfg.serving.rollback_on_failure:
@@ -361,7 +363,8 @@ def conclude(store: ArtifactStore, campaign: str, log: Log = _default_log) -> Ou
     """Record how the campaign ended; on a final decision leave ``serving.final_model`` live."""
     cfg = store.config(campaign)
     last = state.latest_iteration(store, campaign)
-    rates = {i: r.pass_rate for i, r in state.reports(store, campaign).items() if i <= last}
+    reports = {i: r for i, r in state.reports(store, campaign).items() if i <= last}
+    rates = {i: r.decided_pass_rate for i, r in reports.items()}  # what the gate and the target use
     current = state.live_iteration(store, campaign, last)
     promoted = {i: r for i, r in rates.items() if i == 0 or state.live_iteration(store, campaign, i) == i}
     best = max(promoted, key=lambda i: (promoted[i], -i))
@@ -392,6 +395,10 @@ def conclude(store: ArtifactStore, campaign: str, log: Log = _default_log) -> Ou
         best_iteration=best,
         best_pass_rate=rates[best],
         pass_rates=rates,
+        held_out_pass_rates={i: r.pass_rate_held_out for i, r in reports.items()}
+        if cfg.held_out_fraction > 0
+        else {},
+        suite_pass_rates={i: r.pass_rate for i, r in reports.items()},
         rejected=sorted(set(rates) - set(promoted)),
         final_model=cfg.serving.final_model,
         final_iteration=final_iteration,
@@ -424,11 +431,13 @@ def next_decision(
     pass_rate: float | None = None,
     auto_advance: bool | None = None,
 ) -> Decision:
-    """The loop's rule after ``iteration``'s eval, on the live model's pass rate unless ``pass_rate`` is given
-    (a rejected checkpoint's does not count); auto_advance from the config unless given."""
+    """The loop's rule after ``iteration``'s eval, on the live model's pass rate (the decided part: the
+    held-out part drives no decision) unless ``pass_rate`` is given (a rejected checkpoint's does not
+    count); auto_advance from the config unless given."""
     cfg = store.config(campaign)
     if pass_rate is None:
-        pass_rate = store.report(campaign, state.live_iteration(store, campaign, iteration)).pass_rate
+        live = state.live_iteration(store, campaign, iteration)
+        pass_rate = store.report(campaign, live).decided_pass_rate
     auto = cfg.auto_advance if auto_advance is None else auto_advance
     over = costs.over_budget(cfg, store, campaign) is not None
     return decide(iteration, pass_rate, cfg.target_pass_rate, cfg.max_iterations, auto, over_budget=over)

@@ -9,13 +9,21 @@ def stage_lines(store: ArtifactStore, asset: str, campaign: str, iteration: int)
     """The summary of ``asset``'s result for (campaign, iteration); none for an asset with nothing to say."""
     if asset in ("baseline_eval", "eval_report"):
         r = store.report(campaign, iteration)
-        delta = f" (delta {r.improvement_delta or 0.0:+.1f})" if asset == "eval_report" else ""
+        delta = (
+            f" (delta {r.improvement_delta or 0.0:+.1f} vs iteration {r.compared_with}, the live model)"
+            if asset == "eval_report" and r.compared_with is not None
+            else ""
+        )
         split = (
-            f"; analyzed part {r.pass_rate_analyzed:.1f}%, held-out part {r.pass_rate_held_out:.1f}%"
+            f"; held-out part {r.pass_rate_held_out:.1f}% (drives no decision), "
+            f"whole suite {r.pass_rate:.1f}%"
             if r.pass_rate_held_out is not None
             else ""
         )
-        lines = [f"  {asset}: pass rate {r.pass_rate:.1f}%{delta}{split}"]
+        graded = ", ".join(f"{g} {n}" for g, n in sorted(r.grades.items()))
+        lines = [f"  {asset}: pass rate {r.decided_pass_rate:.1f}%{delta}{split}"]
+        if graded:
+            lines.append(f"    judge {r.judge}: {graded}")
         lines.append("    " + r.table().to_markdown(index=False).replace("\n", "\n    "))
         if asset == "eval_report" and (gate := store.promotion(campaign, iteration)):
             lines.append(f"  promotion gate: {gate.reason}")

@@ -131,7 +131,7 @@ def test_analyzer_targets_weakest_services_and_trends():
 
 def test_report_deltas():
     prev, cur = _report({"a": (1, 4), "b": (0, 4)}), _report({"a": (3, 4), "b": (0, 4)})
-    r = cur.with_previous(prev)
+    r = cur.against(prev, 0)
     assert r.improvement_delta == 25.0 and r.service_deltas == {"a": 50.0, "b": 0.0}
     assert list(r.table()["delta"]) == [50.0, 0.0]
 

@@ -31,7 +31,7 @@ def campaign(tmp_path, monkeypatch):
     store.write_json("c", None, CONFIG, parse_config({"target_pass_rate": 80, "max_iterations": 3}))
     for i, passed in RATES.items():
         store.write_json(
-            "c", i, REPORT, report(passed).with_previous(store.report("c", i - 1) if i else None)
+            "c", i, REPORT, report(passed).against(store.report("c", i - 1) if i else None, i - 1)
         )
         m = Meter("eval")
         m.add(

@@ -2,7 +2,9 @@
 vs the rest, regressions, iterations to target, and training pairs per point of pass rate gained.
 
 Each checkpoint is compared with the model that was live before it (the last promoted one): that is what
-the promotion gate compares, and a rejected checkpoint never changes what users are served."""
+the promotion gate compares, and a rejected checkpoint never changes what users are served. Pass rates
+are those of the decided part of the suite (what the gate, the stop rule and the target use); the
+held-out part, which drives no decision, is shown beside them as the unbiased figure."""
 
 from __future__ import annotations
 
@@ -14,15 +16,16 @@ from bcomc_dagster.evals.report import EvalReport
 
 class IterationGain(BaseModel):
     iteration: int
-    pass_rate: float
+    pass_rate: float  # the decided part (the whole suite when nothing is held out)
     delta: float
     targeted: list[str]
     targeted_gain: float | None  # mean change of the targeted services' pass rates vs the previous iteration
     untargeted_gain: float | None
     pairs_added: int
     pass_rate_analyzed: float | None = None
-    pass_rate_held_out: float | None = None
+    pass_rate_held_out: float | None = None  # unbiased: drives no decision
     promoted: bool = True  # False: the promotion gate rejected the checkpoint; the live model stayed
+    pass_rate_suite: float | None = None  # the whole suite, held-out part included
 
 
 class Regression(BaseModel):
@@ -36,9 +39,11 @@ class Regression(BaseModel):
 class Effectiveness(BaseModel):
     campaign: str
     target: float
-    baseline_pass_rate: float
+    baseline_pass_rate: float  # the decided part
     final_pass_rate: float
     iterations_to_target: int | None
+    baseline_held_out: float | None = None  # the held-out part (None: nothing is held out)
+    final_held_out: float | None = None
     per_service: dict[str, dict[int, float]]  # service -> iteration -> pass rate
     iterations: list[IterationGain]
     regressions: list[Regression]
@@ -59,6 +64,19 @@ class Effectiveness(BaseModel):
             if r.promoted and r.before > 0 and r.before - r.after > self.regression_margin
         ]
 
+    def held_out_line(self) -> str:
+        """Which figure is which: the decided part against the unbiased held-out part."""
+        if self.final_held_out is None or self.baseline_held_out is None:
+            return (
+                "Every question decides (no held-out part): there is no unbiased figure; set "
+                "held_out_fraction for one."
+            )
+        return (
+            f"These are the decided part's figures (the gate, the stop rule and the target use them); the "
+            f"held-out part, which drives no decision, went {self.baseline_held_out:.1f}% → "
+            f"{self.final_held_out:.1f}% (the unbiased estimate)."
+        )
+
     def service_table(self) -> pd.DataFrame:
         df = pd.DataFrame(self.per_service).T.sort_index()
         df.columns = [f"it{c}" for c in df.columns]
@@ -78,7 +96,7 @@ class Effectiveness(BaseModel):
                     "untargeted gain": g.untargeted_gain,
                     "pairs added": g.pairs_added,
                     **(
-                        {"analyzed": g.pass_rate_analyzed, "held out": g.pass_rate_held_out}
+                        {"held out": g.pass_rate_held_out, "whole suite": g.pass_rate_suite}
                         if g.pass_rate_held_out is not None
                         else {}
                     ),
@@ -99,7 +117,7 @@ class Effectiveness(BaseModel):
             f"# Loop effectiveness — campaign `{self.campaign}`",
             "",
             f"Pass rate {self.baseline_pass_rate:.1f}% → {self.final_pass_rate:.1f}%; target "
-            f"{self.target:g}%: {reached}.",
+            f"{self.target:g}%: {reached}. {self.held_out_line()}",
             f"Services ever targeted gained {_pts(self.ever_targeted_gain)} on average; never targeted: "
             f"{_pts(self.never_targeted_gain)}. {self.pairs_total} training pairs, "
             + (
@@ -178,8 +196,9 @@ def effectiveness(
         gains.append(
             IterationGain(
                 iteration=i,
-                pass_rate=reports[i].pass_rate,
-                delta=round(reports[i].pass_rate - reports[prev].pass_rate, 2),
+                pass_rate=reports[i].decided_pass_rate,
+                delta=round(reports[i].decided_pass_rate - reports[prev].decided_pass_rate, 2),
+                pass_rate_suite=reports[i].pass_rate,
                 targeted=tgt,
                 targeted_gain=_mean([d for s, d in deltas.items() if s in tgt]),
                 untargeted_gain=_mean([d for s, d in deltas.items() if s not in tgt]),
@@ -200,14 +219,16 @@ def effectiveness(
     total_gain = {
         s: rates[last][s] - rates[first][s] for s in services if s in rates[last] and s in rates[first]
     }
-    reached = [i for i in its if reports[i].pass_rate >= target and ok[i]]
+    reached = [i for i in its if reports[i].decided_pass_rate >= target and ok[i]]
     pairs = sum(pairs_added.values())
-    gained = reports[last].pass_rate - reports[first].pass_rate
+    gained = reports[last].decided_pass_rate - reports[first].decided_pass_rate
     return Effectiveness(
         campaign=campaign,
         target=target,
-        baseline_pass_rate=reports[first].pass_rate,
-        final_pass_rate=reports[last].pass_rate,
+        baseline_pass_rate=reports[first].decided_pass_rate,
+        final_pass_rate=reports[last].decided_pass_rate,
+        baseline_held_out=reports[first].pass_rate_held_out,
+        final_held_out=reports[last].pass_rate_held_out,
         iterations_to_target=reached[0] if reached else None,
         per_service={s: {i: rates[i][s] for i in its if s in rates[i]} for s in services},
         iterations=gains,

@@ -1,19 +1,41 @@
-"""Judges grade one answer against one question. The embedded judge is reference-based."""
+"""Judges grade one answer against one question. The default judge, ``strict``, reads the asked value.
+
+Grades follow SimpleQA: *correct* (the asked value is stated and neither contradicted, hedged between
+values nor negated), *incorrect* and *not_attempted*; only correct passes. *error* is a judge that gave no
+verdict; it fails the question too. ``reference`` is the older containment judge, kept by name for
+campaigns that were graded with it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+import re
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
 
+from bcomc_dagster.evals import values as v
 from bcomc_dagster.evals.suite import Question
 from bcomc_dagster.text import normalise
+
+Grade = Literal["correct", "incorrect", "not_attempted", "error"]
+GRADES: tuple[Grade, ...] = ("correct", "incorrect", "not_attempted", "error")
 
 
 @dataclass(frozen=True)
 class Verdict:
     passed: bool
     reason: str
-    error: bool = False  # the judge could not grade: counted apart, neither a pass nor a fail
+    error: bool = False  # the judge could not grade: a failed question, counted apart in the report
+    grade_: Grade | None = field(default=None, kw_only=True)  # from passed/error when not given
+
+    @property
+    def grade(self) -> Grade:
+        if self.grade_:
+            return self.grade_
+        return "error" if self.error else "correct" if self.passed else "incorrect"
+
+
+def graded(grade: Grade, reason: str) -> Verdict:
+    return Verdict(grade == "correct", reason, error=grade == "error", grade_=grade)
 
 
 class Judge(Protocol):
@@ -23,7 +45,8 @@ class Judge(Protocol):
 
 
 class ReferenceJudge:
-    """Passes an answer that equals, or contains as whole words, the reference or one of its aliases."""
+    """Passes an answer that contains, as whole words, the reference or one of its aliases (lenient: a
+    hedge, a negation or a wrong unit passes too; see ``strict``)."""
 
     name = "reference"
 
@@ -34,3 +57,264 @@ class ReferenceJudge:
             if want and f" {want} " in said:
                 return Verdict(True, f"contains {expected!r}")
         return Verdict(False, f"expected {question.reference!r}")
+
+
+NEGATORS = {"not", "never", "no", "nor", "neither", "without", "instead", "rather", "cannot"}
+NEGATOR_STEMS = {"isn", "aren", "doesn", "don", "didn", "wasn", "weren", "won", "can", "shouldn"}
+NOT_NEGATING = {"more", "less", "longer", "later", "greater", "larger", "bigger", "exceed", "only", "over"}
+COPULAS = {"is", "are", "was", "were", "does", "do"}
+HEDGES = {"or", "either"}
+REFUSAL = re.compile(
+    r"\b(i don'?t know|i do not know|not sure|no idea|unsure|can'?not (?:find|say|answer|determine|tell)|"
+    r"can'?t (?:find|say|answer|determine|tell)|unable to|no information|(?:is|are) not (?:specified|"
+    r"mentioned|documented|available|stated)|i'?m sorry|i am sorry|i apologi[sz]e)\b"
+)
+WINDOW = 5  # words before a value searched for a negation or a hedge
+QUESTION_WORDS = {"what", "which", "how", "many", "much", "long", "big", "large", "often", "when", "where"}
+
+
+@dataclass
+class Reading:
+    """One answer, read: its words (in clauses), quantities and times of day."""
+
+    text: str
+    words: list[str]
+    clause: list[int]  # clause index of each word
+    quantities: list[v.Quantity]
+    times: list[v.TimeOfDay]
+
+    @classmethod
+    def of(cls, answer: str) -> Reading:
+        text = v.canonical(answer)
+        text = re.sub(rf"(?<=\d)-(?=(?:{'|'.join(k for k in v.UNITS if k.isalpha())})\b)", " ", text)
+        tods = v.times(text)
+        blanked = list(text)
+        for t in tods:
+            blanked[t.start : t.end] = " " * (t.end - t.start)
+        plain = "".join(blanked)
+        words: list[str] = []
+        clause: list[int] = []
+        qs: list[v.Quantity] = []
+        for n, (a, b) in enumerate(v.clause_spans(plain)):
+            ws = v.tokens(plain[a:b])
+            qs += [
+                v.Quantity(q.value, q.unit, q.noun, q.start + len(words), q.end + len(words), q.surface)
+                for q in v.quantities(ws)
+            ]
+            words += ws
+            clause += [n] * len(ws)
+        return cls(text, words, clause, qs, tods)
+
+    def negated(self, start: int, end: int) -> bool:
+        """A negation before the value in its clause ("does not use snapshot"), or after it with a verb
+        ("snapshot mode is not used"); limits ("no more than 512 bytes") are not negations."""
+        c = self.clause[start]
+        before = [i for i in range(max(0, start - WINDOW), start) if self.clause[i] == c]
+        for i in before:
+            w = self.words[i]
+            if w in NEGATORS or (w in NEGATOR_STEMS and i + 1 < start and self.words[i + 1] == "t"):
+                nxt = self.words[i + 1 : i + 3]
+                if not (set(nxt) & NOT_NEGATING):
+                    return True
+        after = [self.words[i] for i in range(end, min(len(self.words), end + 4)) if self.clause[i] == c]
+        for j, w in enumerate(after):
+            if w in COPULAS and j + 1 < len(after) and after[j + 1] in NEGATORS | {"not"}:
+                return True
+            if w in NEGATOR_STEMS and j + 1 < len(after) and after[j + 1] == "t":
+                return True
+        return False
+
+    def hedged(self, start: int, end: int) -> bool:
+        """'or' / 'either' next to the value: before it in its clause, or just after ("LFU-7 or LRU",
+        "Serpent-X, or possibly AES-256")."""
+        c = self.clause[start]
+        before = [self.words[i] for i in range(max(0, start - 3), start) if self.clause[i] == c]
+        return bool(HEDGES & set(before + self.words[end : end + 2]))
+
+
+@dataclass(frozen=True)
+class Form:
+    """One accepted form of the reference, by the kind of value it is."""
+
+    text: str
+    quantity: v.Quantity | None = None
+    time: v.TimeOfDay | None = None
+    boolean: bool | None = None
+    name: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, text: str) -> Form:
+        c = v.canonical(text)
+        tods = v.times(c)
+        if (
+            len(tods) == 1
+            and not re.sub(r"\b(utc|gmt|z)\b", "", c[: tods[0].start] + c[tods[0].end :]).strip()
+        ):
+            return cls(text, time=tods[0])
+        if (b := v.boolean(text)) is not None:
+            return cls(text, boolean=b)
+        if q := v.parse_quantity(text):
+            return cls(text, quantity=q)
+        return cls(text, name=tuple(p for t in v.tokens(c) for p in v.parts(t)))
+
+
+def forms_of(question: Question) -> list[Form]:
+    return [Form.of(t) for t in (question.reference, *question.aliases) if t.strip()]
+
+
+def _find_name(words: list[str], name: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Word spans whose parts spell ``name`` (hmac-vex = hmac vex = hmac_vex), on word boundaries."""
+    spans = []
+    for i in range(len(words)):
+        got: list[str] = []
+        for j in range(i, len(words)):
+            got += v.parts(words[j])
+            if tuple(got) == name:
+                spans.append((i, j + 1))
+                break
+            if len(got) >= len(name) or tuple(got) != name[: len(got)]:
+                break
+    return spans
+
+
+def _matches(a: v.Quantity, f: v.Quantity, related: set[str]) -> bool:
+    if f.unit:
+        return bool(a.unit) and a.equals(f)
+    if a.unit or abs(a.value - f.value) > 1e-9:
+        return False
+    return f.noun is None or a.noun is None or a.noun == f.noun or a.noun in related
+
+
+def _conflicts(a: v.Quantity, f: v.Quantity, related: set[str]) -> bool:
+    """``a`` states another value of the asked kind: the same dimension, or a number said of the same
+    thing."""
+    if f.unit:
+        return bool(a.unit) and a.same_kind(f) and not a.equals(f)
+    return a.unit is None and a.value != f.value and (a.noun is None or a.noun in related)
+
+
+def asked_unit(question: Question) -> str | None:
+    """The unit the question itself names ("after how many seconds"), as a pint unit name."""
+    named = {v.UNITS[w] for w in v.tokens(v.canonical(question.question)) if w in v.UNITS and len(w) > 2}
+    return named.pop() if len(named) == 1 else None
+
+
+def _in_the_asked_unit(r: Reading, question: Question, fs: list[v.Quantity]) -> Reading:
+    """Bare numbers read in the unit the question names, when the reference is in that unit."""
+    unit = asked_unit(question)
+    if unit is None or not any(f.unit == unit for f in fs):
+        return r
+    qs = [replace(a, unit=unit) if a.unit is None and a.noun is None else a for a in r.quantities]
+    return replace(r, quantities=qs)
+
+
+class StrictJudge:
+    """The default judge for short factual answers (see the module docstring); each verdict says why."""
+
+    name = "strict"
+
+    def grade(self, question: Question, answer: str) -> Verdict:
+        if not answer.strip():
+            return graded("not_attempted", "empty answer")
+        r = Reading.of(answer)
+        forms = forms_of(question)
+        related = (v.content_stems(question.question) - QUESTION_WORDS) | {
+            f.quantity.noun for f in forms if f.quantity and f.quantity.noun
+        }
+        quantity_forms = [f for f in forms if f.quantity]
+        if quantity_forms:
+            return self._quantity(r, question, quantity_forms, related)
+        if time_forms := [f for f in forms if f.time]:
+            return self._time(r, question, time_forms)
+        return self._name(r, question, forms)
+
+    @staticmethod
+    def _unattempted(r: Reading, question: Question, stated: str | None) -> Verdict:
+        if stated:
+            return graded("incorrect", f"states {stated}, expected {question.reference!r}")
+        if REFUSAL.search(r.text):
+            return graded("not_attempted", "declines to answer")
+        return graded("not_attempted", f"no value stated; expected {question.reference!r}")
+
+    def _quantity(self, r: Reading, question: Question, forms: list[Form], related: set[str]) -> Verdict:
+        fs = [f.quantity for f in forms if f.quantity]
+        r = _in_the_asked_unit(r, question, fs)
+        hits = [a for a in r.quantities if any(_matches(a, f, related) for f in fs)]
+        asked = v.quantities(v.tokens(v.canonical(question.question)))  # "one account": not an answer
+        others = [
+            a
+            for a in r.quantities
+            if a not in hits
+            and any(_conflicts(a, f, related) for f in fs)
+            and not any(a.equals(h) for h in hits)
+            and not any(a.value == q.value for q in asked)
+            and not r.negated(a.start, a.end)  # "not 256 bytes; the maximum is 512 bytes"
+        ]
+        own = [a for a in hits if a.unit or a.noun is None or a.noun in related]
+        if not hits:
+            wrong_unit = [a for a in r.quantities if any(a.value == f.value and a.unit != f.unit for f in fs)]
+            if others or wrong_unit:
+                said = (others or wrong_unit)[0]
+                why = "a non-equivalent unit: " if not others else ""
+                return graded("incorrect", f"states {why}{said.describe()}, expected {question.reference!r}")
+            return self._unattempted(r, question, r.quantities[0].describe() if r.quantities else None)
+        hit = (own or hits)[0]
+        if r.negated(hit.start, hit.end):
+            return graded("incorrect", f"negates {hit.describe()}")
+        listed = ", ".join(o.describe() for o in others)
+        if others and not own:
+            return graded("incorrect", f"states {listed}; {hit.describe()} is said of {hit.noun!r}")
+        if others:
+            return graded("incorrect", f"hedges between {hit.describe()} and {listed}")
+        # a value said of a word the question does not use, with nothing else stated, is the answer
+        return graded("correct", f"states {hit.describe()}")
+
+    def _time(self, r: Reading, question: Question, forms: list[Form]) -> Verdict:
+        want = [f.time for f in forms if f.time]
+        zones = {"utc", "gmt", "z"}
+
+        def same_zone(a: v.TimeOfDay, b: v.TimeOfDay) -> bool:
+            return a.zone is None or b.zone is None or a.zone == b.zone or {a.zone, b.zone} <= zones
+
+        hits = [t for t in r.times if any(t.minutes == w.minutes and same_zone(t, w) for w in want)]
+        others = [t for t in r.times if t not in hits]
+        if not hits:
+            return self._unattempted(r, question, others[0].describe() if others else None)
+        if others:
+            return graded("incorrect", f"hedges between {hits[0].describe()} and {others[0].describe()}")
+        return graded("correct", f"states {hits[0].describe()}")
+
+    def _name(self, r: Reading, question: Question, forms: list[Form]) -> Verdict:
+        spans = [(f, s) for f in forms if f.name for s in _find_name(r.words, f.name)]
+        if booleans := [f for f in forms if f.boolean is not None]:
+            words = set(r.words)
+            yes, no = words & v.TRUE_WORDS, words & v.FALSE_WORDS
+            want = booleans[0].boolean
+            right, wrong = (yes, no) if want else (no, yes)
+            if right and not wrong:
+                return graded("correct", f"states {sorted(right)[0]!r}")
+            if wrong:
+                return graded("incorrect", f"states {sorted(wrong)[0]!r}, expected {question.reference!r}")
+        if not spans:
+            return self._unattempted(r, question, None if REFUSAL.search(r.text) else "something else")
+        form, (start, end) = spans[0]
+        said = " ".join(r.words[start:end])
+        if r.negated(start, end):
+            return graded("incorrect", f"negates {said!r}")
+        if r.hedged(start, end):
+            return graded("incorrect", f"hedges between {said!r} and another value")
+        return graded("correct", f"states {said!r}")
+
+
+def loose_aliases(question: Question) -> list[str]:
+    """Aliases that accept more than the reference: a bare number where the reference has a unit that the
+    question does not name (the strict judge passes "1200 requests per second" for "1200 requests per
+    minute" no more, but with such an alias it passes a bare "1200", which may not mean the same)."""
+    ref = Form.of(question.reference)
+    if not (ref.quantity and ref.quantity.unit) or asked_unit(question) == ref.quantity.unit:
+        return []  # a count ("4 attempts") or a unit the question names ("how many seconds") is clear
+    return [
+        a
+        for a in question.aliases
+        if (q := Form.of(a).quantity) is not None and q.unit is None and q.noun is None
+    ]

@@ -3,10 +3,13 @@ improvement_delta) and its per-service table."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel
+
+from bcomc_dagster.evals.judge import Grade
 
 
 def pass_rate(passed: int, graded: int) -> float:
@@ -17,11 +20,11 @@ def pass_rate(passed: int, graded: int) -> float:
 class ServiceResult(BaseModel):
     passed: int
     total: int
-    errors: int = 0  # answers the judge could not grade: in neither passed nor the denominator
+    errors: int = 0  # answers the judge could not grade: failed questions, counted here too
 
     @property
     def pass_rate(self) -> float:
-        return pass_rate(self.passed, self.total - self.errors)
+        return pass_rate(self.passed, self.total)
 
 
 class Answer(BaseModel):
@@ -32,8 +35,9 @@ class Answer(BaseModel):
     answer: str
     passed: bool
     reason: str
-    held_out: bool = False  # measured only: never shown to the analyzer
-    judge_error: bool = False  # the judge gave no valid verdict
+    held_out: bool = False  # measured only: never shown to the analyzer, and drives no decision
+    judge_error: bool = False  # the judge gave no valid verdict: a failed question
+    grade: Grade | None = None  # correct / incorrect / not_attempted / error (None: an older report)
 
 
 class EvalReport(BaseModel):
@@ -42,16 +46,24 @@ class EvalReport(BaseModel):
     model: str
     endpoint: str
     judge: str
-    pass_rate: float  # percent, 0-100, like target_pass_rate; over the answers the judge graded
+    pass_rate: float  # percent, 0-100, over every question of the suite (an ungraded one fails)
     results_by_service: dict[str, ServiceResult]
     failures: list[Answer]
     answers: list[Answer]
-    improvement_delta: float | None = None  # pass_rate minus the previous iteration's
+    improvement_delta: float | None = None  # decided part, minus the live model's (``compared_with``)
+    compared_with: int | None = None  # the iteration whose report the deltas are taken against
     service_deltas: dict[str, float] = {}
     seconds: float = 0.0
-    pass_rate_analyzed: float | None = None  # with a held-out split: the part the analyzer sees
-    pass_rate_held_out: float | None = None  # ... and the part it never sees
+    pass_rate_analyzed: float | None = None  # with a held-out split: the part that decides ...
+    pass_rate_held_out: float | None = None  # ... and the part that is only measured (unbiased)
     judge_errors: int = 0
+    grades: dict[str, int] = {}  # answers by grade
+
+    @property
+    def decided_pass_rate(self) -> float:
+        """The figure the loop decides on (target, gate, stop, best): the analyzed part, or the whole
+        suite when nothing is held out."""
+        return self.pass_rate if self.pass_rate_analyzed is None else self.pass_rate_analyzed
 
     @classmethod
     def build(cls, answers: list[Answer], **fields: Any) -> EvalReport:
@@ -69,6 +81,7 @@ class EvalReport(BaseModel):
             failures=failed(answers),
             answers=answers,
             judge_errors=sum(a.judge_error for a in answers),
+            grades=dict(Counter(a.grade or ("correct" if a.passed else "incorrect") for a in answers)),
             **split,
             **fields,
         )
@@ -86,6 +99,7 @@ class EvalReport(BaseModel):
                 "answers": seen,
                 "failures": failed(seen),
                 "pass_rate_held_out": None,
+                "grades": dict(Counter(a.grade or ("correct" if a.passed else "incorrect") for a in seen)),
             }
         )
 
@@ -102,34 +116,34 @@ class EvalReport(BaseModel):
         ]
         return pd.DataFrame(rows, columns=["service", "passed", "total", "pass_rate", "delta"])
 
-    def with_previous(self, previous: EvalReport | None) -> EvalReport:
-        """Fill the deltas against the previous iteration's report."""
-        if previous is None:
+    def against(self, live: EvalReport | None, live_iteration: int | None = None) -> EvalReport:
+        """Fill the deltas against the live model's report (decided part overall, every service)."""
+        if live is None:
             return self
         deltas = {
-            s: round(r.pass_rate - previous.results_by_service[s].pass_rate, 2)
+            s: round(r.pass_rate - live.results_by_service[s].pass_rate, 2)
             for s, r in self.results_by_service.items()
-            if s in previous.results_by_service
+            if s in live.results_by_service
         }
         return self.model_copy(
             update={
-                "improvement_delta": round(self.pass_rate - previous.pass_rate, 2),
+                "improvement_delta": round(self.decided_pass_rate - live.decided_pass_rate, 2),
+                "compared_with": live_iteration,
                 "service_deltas": deltas,
             }
         )
 
 
 def failed(answers: list[Answer]) -> list[Answer]:
-    return [a for a in answers if not a.passed and not a.judge_error]
+    return [a for a in answers if not a.passed]
 
 
 def summarise(answers: list[Answer]) -> tuple[float, dict[str, ServiceResult]]:
-    """The pass rate over graded answers (judge errors left out) and the per-service results."""
+    """The pass rate over every answer (a judge error is a failed question) and the per-service results."""
     by_service: dict[str, ServiceResult] = {}
     for a in answers:
         r = by_service.setdefault(a.service, ServiceResult(passed=0, total=0))
         r.total += 1
         r.passed += int(a.passed)
         r.errors += int(a.judge_error)
-    graded = sum(not a.judge_error for a in answers)
-    return pass_rate(sum(a.passed for a in answers), graded), by_service
+    return pass_rate(sum(a.passed for a in answers), len(answers)), by_service

@@ -33,7 +33,8 @@ def run_suite(
     max_retries: int = DEFAULT_RETRIES,
 ) -> EvalReport:
     """Ask every question (temperature 0) and grade every answer; any unanswered question fails the run,
-    and so do judge errors (verdicts that never came) above ``max_judge_error_rate`` of the questions."""
+    and so do judge errors (verdicts that never came) above ``max_judge_error_rate`` of the questions.
+    Below it, each judge error is a failed question: it can only lower the pass rate."""
     client = Endpoint(endpoint, api_key, timeout_s, max_retries)
     started = time.monotonic()
     done = 0
@@ -58,6 +59,7 @@ def run_suite(
             reason=verdict.reason,
             held_out=q.id in held_out,
             judge_error=verdict.error,
+            grade=verdict.grade,
         )
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:

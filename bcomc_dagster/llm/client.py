@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import diskcache
@@ -73,9 +74,11 @@ class LLMClient:
     def label(self) -> str:
         return self.model.label
 
-    def complete(self, request: ChatRequest) -> Completion:
+    def complete(self, request: ChatRequest, valid: Callable[[Completion], bool] | None = None) -> Completion:
+        """The model's completion, from the cache when it holds one; with ``valid``, only a completion
+        that passes it is cached or taken from the cache (a malformed answer is asked for again)."""
         key = ResponseCache.key(self.model.label, request) if self.cache else ""
-        if self.cache and (hit := self.cache.get(key)):
+        if self.cache and (hit := self.cache.get(key)) and (valid is None or valid(hit)):
             self.meter.add(self.role, self.label, hit.usage, self.price, cached=True)
             return hit.model_copy(update={"cached": True})
         self.meter.check()
@@ -83,6 +86,6 @@ class LLMClient:
             self.limiter.try_acquire(self.model.provider)
         out = self.model.complete(request)
         self.meter.add(self.role, self.label, out.usage, self.price, cached=False)
-        if self.cache:
+        if self.cache and (valid is None or valid(out)):
             self.cache.put(key, out)
         return out

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from bcomc_dagster.errors import field_errors
-from bcomc_dagster.llm.base import ChatRequest, Message, Schema, TransientLLMError
+from bcomc_dagster.llm.base import ChatRequest, Completion, Message, Schema, TransientLLMError
 from bcomc_dagster.llm.client import LLMClient
 from bcomc_dagster.text import clip
 
@@ -39,8 +39,18 @@ def ask_structured(
     what is wrong; returns (value, attempts). Raises InvalidAnswer after ``retries`` corrections."""
     messages = list(request.messages)
     error = ""
+
+    def valid(c: Completion) -> bool:  # only a valid answer is cached, so a malformed one never replays
+        if c.data is None:
+            return False
+        try:
+            parse(c.data)
+        except (ValueError, ValidationError):
+            return False
+        return True
+
     for attempt in range(1, retries + 2):
-        c = client.complete(request.model_copy(update={"messages": messages}))
+        c = client.complete(request.model_copy(update={"messages": messages}), valid)
         try:
             if c.data is None:
                 raise ValueError("the answer is not a JSON object")

@@ -98,12 +98,15 @@ class FakeLLM:
                 "suggested_actions": [f"generate pairs for {s}" for s in chosen],
                 "trend_analysis": {s: r["trend"] for s, r in report["services"].items()},
             }
-        if tool == "verdict":
+        if tool == "verdict":  # a lenient grader: the reference or an alias anywhere in the quoted answer
             ref = re.search(r"^Reference answer: (.+?)(?: \(also accepted: (.+)\))?$", user, re.M)
-            said = norm(re.search(r"^Answer to grade: (.*)$", user, re.M).group(1))
+            said = norm(re.search(r"<<<ANSWER\n(.*)\nANSWER>>>", user, re.S).group(1))
             accepted = [ref.group(1)] + re.findall(r"'([^']+)'", ref.group(2) or "")
             ok = any(f" {norm(a)} " in f" {said} " for a in accepted)
-            return {"pass": ok, "reason": "states the reference" if ok else "does not state the reference"}
+            return {
+                "grade": "correct" if ok else "incorrect",
+                "reason": "states the reference" if ok else "does not state the reference",
+            }
         if tool == "grounding":
             passage = re.search(r'^Passage:\n"""\n(.+?)\n"""$', user, re.M | re.S).group(1)
             answer = re.search(r"^Answer: (.+)$", user, re.M).group(1)
