@@ -134,6 +134,25 @@ def test_campaign_report_html_and_markdown(campaign):
         md.parent / "report-loss.png"
     ).exists()
     assert "| a  |   0.0 | 100.0 | 100.0 |" in m and "| b  |  25.0 |  25.0 |  75.0 |" in m  # per service
+    # answers a person can check: base and live answer, graded, questions whose grade changed first
+    assert "## Answers to check" in m and "live model's (iteration 2)" in m
+    assert "| a | q a 0? | r | x | incorrect | r | correct |" in m
+    assert "Answers to check" in text and '<td class="correct">correct</td>' in text
+    assert "there is no unbiased figure" in m  # nothing held out in this campaign
+    assert "## Checkpoints the gate kept off" in m
+
+
+def test_the_report_names_the_checkpoints_the_gate_kept_off(campaign):
+    from bcomc_dagster.artifacts import PROMOTION
+    from bcomc_dagster.loop import gate
+
+    live, candidate = campaign.report("c", 1), campaign.report("c", 2)
+    worse = gate(2, live, 1, candidate, "if_better", 10)  # iteration 2 judged against a better one
+    assert not worse.promoted
+    campaign.write_json("c", 2, PROMOTION, worse)
+    html, md = page.write(campaign, "c")
+    m = md.read_text()
+    assert f"- iteration 2: {worse.reason}" in m and "live model's (iteration 1)" in m
 
 
 def test_launchpad_default_is_the_documented_demo_campaign(tmp_path, monkeypatch):

@@ -191,10 +191,12 @@ def eval_report(
     campaign, i = keys(context)
     store = artifacts.store()
     r = stages.reevaluate(store, campaign, i, context.log.info)
-    context.log.info(f"iteration {i}: pass rate {r.pass_rate:.1f}% (delta {r.improvement_delta:+.1f})")
+    context.log.info(
+        f"iteration {i}: pass rate {r.decided_pass_rate:.1f}% (delta {r.improvement_delta or 0:+.1f})"
+    )
     return dg.MaterializeResult(
         metadata={
-            **md.report_metadata(r, i, store.promotion(campaign, i)),
+            **md.report_metadata(r, i, store.promotion(campaign, i), store.report(campaign, 0)),
             **md.cost_metadata(store, campaign, i, "eval"),
             **md.progress_plots(store, campaign, i),
         }

@@ -11,7 +11,7 @@ from bcomc_dagster.analysis.effectiveness import Effectiveness
 from bcomc_dagster.artifacts import REPORT, ArtifactStore
 from bcomc_dagster.config import CampaignConfig
 from bcomc_dagster.datagen.coordinator import GenerationResult
-from bcomc_dagster.evals.report import EvalReport
+from bcomc_dagster.evals.report import EvalReport, samples, samples_markdown
 from bcomc_dagster.loop import Outcome, Promotion
 from bcomc_dagster.reports import plots
 from bcomc_dagster.reports.campaign import CampaignReport, figures
@@ -143,7 +143,9 @@ def outcome_metadata(o: Outcome, eff: Effectiveness) -> Metadata:
     }
 
 
-def report_metadata(report: EvalReport, iteration: int, gate: Promotion | None = None) -> Metadata:
+def report_metadata(
+    report: EvalReport, iteration: int, gate: Promotion | None = None, base: EvalReport | None = None
+) -> Metadata:
     failures = "\n".join(
         f"- **{a.service}** {a.question} → `{clip(a.answer, GLIMPSE)}` ({a.reason})"
         for a in report.failures[:10]
@@ -161,6 +163,12 @@ def report_metadata(report: EvalReport, iteration: int, gate: Promotion | None =
         "run_id": report.run_id,
         "elapsed_s": dg.MetadataValue.float(report.seconds),
         "judge_errors": report.judge_errors,
+        "grades": dg.MetadataValue.json(report.grades),
+        "decided_pass_rate": dg.MetadataValue.float(report.decided_pass_rate),
+        **({"compared_with_iteration": report.compared_with} if report.compared_with is not None else {}),
+        **(
+            {"answers_to_check": dg.MetadataValue.md(samples_markdown(samples(base, report)))} if base else {}
+        ),
         "iteration": iteration,
         **({"promoted": gate.promoted, "promotion": gate.reason} if gate else {}),
         **(

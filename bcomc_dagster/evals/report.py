@@ -147,3 +147,77 @@ def summarise(answers: list[Answer]) -> tuple[float, dict[str, ServiceResult]]:
         r.passed += int(a.passed)
         r.errors += int(a.judge_error)
     return pass_rate(sum(a.passed for a in answers), len(answers)), by_service
+
+
+class Sample(BaseModel):
+    """One question as a reader checks a grade: the base's answer and the candidate's, each graded."""
+
+    service: str
+    id: str
+    question: str
+    reference: str
+    held_out: bool
+    base_answer: str
+    base_grade: str
+    base_reason: str
+    answer: str
+    grade: str
+    reason: str
+
+
+def _grade(a: Answer) -> str:
+    return a.grade or ("correct" if a.passed else "incorrect")
+
+
+def samples(base: EvalReport, current: EvalReport, per_service: int = 3) -> list[Sample]:
+    """A few questions per service, those whose grade changed first, then the current model's failures,
+    then the rest: enough for a person to spot a lenient or a harsh grade without opening JSON."""
+    before = {a.id: a for a in base.answers}
+    out = []
+    by_service: dict[str, list[Answer]] = {}
+    for a in current.answers:
+        if a.id in before:
+            by_service.setdefault(a.service, []).append(a)
+    for service in sorted(by_service):
+        ranked = sorted(
+            by_service[service],
+            key=lambda a: (before[a.id].passed == a.passed, a.passed, a.id),
+        )
+        for a in ranked[:per_service]:
+            b = before[a.id]
+            out.append(
+                Sample(
+                    service=service,
+                    id=a.id,
+                    question=a.question,
+                    reference=a.reference,
+                    held_out=a.held_out,
+                    base_answer=b.answer,
+                    base_grade=_grade(b),
+                    base_reason=b.reason,
+                    answer=a.answer,
+                    grade=_grade(a),
+                    reason=a.reason,
+                )
+            )
+    return out
+
+
+def samples_markdown(rows: list[Sample], clip_at: int = 120) -> str:
+    """The samples as a Markdown table (cells on one line, pipes escaped)."""
+
+    def cell(text: str) -> str:
+        text = " ".join(text.split()).replace("|", "\\|")
+        return text if len(text) <= clip_at else text[: clip_at - 1] + "…"
+
+    lines = [
+        "| service | question | reference | base answer | base grade | answer | grade | judge's reason |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in rows:
+        held = " (held out)" if s.held_out else ""
+        lines.append(
+            f"| {cell(s.service)} | {cell(s.question)}{held} | {cell(s.reference)} | {cell(s.base_answer)} | "
+            f"{s.base_grade} | {cell(s.answer)} | {s.grade} | {cell(s.reason)} |"
+        )
+    return "\n".join(lines)

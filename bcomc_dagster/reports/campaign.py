@@ -23,6 +23,7 @@ from bcomc_dagster.artifacts import (
     REPORT,
     ArtifactStore,
 )
+from bcomc_dagster.evals.report import Sample, samples, samples_markdown
 from bcomc_dagster.reports import plots
 from bcomc_dagster.training.manifest import MANIFEST
 
@@ -55,6 +56,10 @@ class CampaignReport(BaseModel):
     loss_curves: dict[int, list[tuple[int, float]]]
     live_model: str | None = None
     artifacts: list[tuple[str, str]]  # (label, path relative to the campaign folder)
+    live_iteration: int = 0
+    samples: list[Sample] = []  # per service: the base's and the live model's answers, graded
+    rejected: dict[int, str] = {}  # iteration -> why the gate kept its checkpoint off
+    judge: str = ""
 
 
 def collect(store: ArtifactStore, campaign: str) -> CampaignReport:
@@ -78,7 +83,13 @@ def collect(store: ArtifactStore, campaign: str) -> CampaignReport:
             for name, label in names
             if store.campaign_dir(campaign).joinpath(str(i), name).exists()
         ]
+    live = campaign_state.live_iteration(store, campaign, last)
+    gates = {i: store.promotion(campaign, i) for i in reports if i > 0}
     return CampaignReport(
+        live_iteration=live,
+        samples=samples(reports[0], reports[live]) if 0 in reports and live in reports else [],
+        rejected={i: g.reason for i, g in gates.items() if g is not None and not g.promoted},
+        judge=reports[live].judge if live in reports else cfg.judge,
         campaign=campaign,
         status=status.status if status else "running",
         model_name=cfg.model_name,
@@ -124,6 +135,7 @@ def _context(r: CampaignReport, images: dict[str, str]) -> dict[str, Any]:
             float_format=lambda v: f"{v:.1f}", classes="table", border=0
         ),
         "services_md": e.service_table().to_markdown(floatfmt=".1f"),
+        "samples_md": samples_markdown(r.samples) if r.samples else "(no eval report yet)",
         "iterations_md": e.iteration_table().to_markdown(index=False, floatfmt=".1f")
         if e.iterations
         else "(baseline only)",
