@@ -183,7 +183,6 @@ def effectiveness_of(store: ArtifactStore, campaign: str) -> Effectiveness:
         contaminated,
         dropped,
         promoted,
-        cfg.serving.promote_margin,
     )
 
 
@@ -269,7 +268,7 @@ def orphans(store: ArtifactStore, campaign: str, current: str) -> list[Orphan]:
             out.append(
                 Orphan(campaign=campaign, pid=rec.pid, port=rec.port, why="not the campaign's live server")
             )
-        elif current in ("failed", "stopped", "launched"):
+        elif current in ("failed", "stopped", "launched", "unreadable"):
             out.append(
                 Orphan(campaign=campaign, pid=rec.pid, port=rec.port, why=f"the campaign is {current}")
             )

@@ -3,6 +3,7 @@ new checkpoint replaces the live model, and the record of how a campaign ended."
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 from typing import Literal
 
@@ -51,27 +52,58 @@ class Promotion(BaseModel):
     live_iteration: int  # what was live before this checkpoint (0: the base)
     live_pass_rate: float  # the decided part of the suite (the whole suite when nothing is held out)
     pass_rate: float
-    regressed: dict[
-        str, tuple[float, float]
-    ] = {}  # service -> (live, candidate) pass rate, dropped beyond the margin
+    regressed: dict[str, tuple[float, float]] = {}  # service -> (live, candidate) pass rate, a regression
+    paired: dict[str, tuple[int, int]] = {}  # service -> (questions lost, gained) vs the live model
+    rule: str = ""  # the regression rule it was judged by
     reason: str
     restored: str | None = None  # what was made live again after a rejection
 
 
+def paired_outcomes(live: EvalReport, candidate: EvalReport) -> dict[str, tuple[int, int]]:
+    """Per service, the questions the candidate lost (passed live, fails now) and gained, of the questions
+    both reports graded."""
+    before = {a.id: a.passed for a in live.answers}
+    out: dict[str, tuple[int, int]] = {}
+    for a in candidate.answers:
+        if a.id in before:
+            lost, gained = out.get(a.service, (0, 0))
+            out[a.service] = (
+                lost + (before[a.id] and not a.passed),
+                gained + (a.passed and not before[a.id]),
+            )
+    return out
+
+
+def regression_p(lost: int, gained: int) -> float:
+    """The exact one-sided McNemar test: the chance of losing at least ``lost`` of the ``lost + gained``
+    changed questions if each change were a coin flip (the binomial tail, exact in integers)."""
+    n = lost + gained
+    return sum(math.comb(n, k) for k in range(lost, n + 1)) / 2**n if n else 1.0
+
+
 def gate(
-    iteration: int, candidate: EvalReport, live_iteration: int, live: EvalReport, policy: str, margin: float
+    iteration: int,
+    candidate: EvalReport,
+    live_iteration: int,
+    live: EvalReport,
+    policy: str,
+    max_lost: int = 1,
+    alpha: float = 0.05,
 ) -> Promotion:
     """``if_better``: the candidate must beat the live model on the decided part of the suite (the held-out
-    part drives no decision), and no service that passed any question of that part before may lose more
-    than ``margin`` points. ``always``: every checkpoint is promoted (the regressions are still recorded)."""
+    part drives no decision) and show no regression on the same questions: no service loses more than
+    ``max_lost`` questions net, and neither the suite nor a service loses more questions than it gains
+    beyond chance (exact McNemar, one-sided, at ``alpha``). A single flipped question is never a
+    regression. ``always``: every checkpoint is promoted (regressions are still recorded)."""
     candidate, live = candidate.analyzed(), live.analyzed()
+    paired = paired_outcomes(live, candidate)
     regressed = {
-        s: (r.pass_rate, candidate.results_by_service[s].pass_rate)
-        for s, r in live.results_by_service.items()
-        if r.passed > 0
-        and s in candidate.results_by_service
-        and r.pass_rate - candidate.results_by_service[s].pass_rate > margin
+        s: (live.results_by_service[s].pass_rate, candidate.results_by_service[s].pass_rate)
+        for s, (lost, gained) in paired.items()
+        if lost - gained > max_lost or (lost > gained and regression_p(lost, gained) < alpha)
     }
+    lost_all, gained_all = (sum(x) for x in zip(*paired.values(), strict=True)) if paired else (0, 0)
+    rule = f"net loss above {max_lost} question(s) per service, or a paired loss at p < {alpha:g}"
     better = candidate.pass_rate > live.pass_rate
     why = []
     if not better:
@@ -79,9 +111,14 @@ def gate(
             f"pass rate {candidate.pass_rate:.1f}% does not beat the live model's {live.pass_rate:.1f}% "
             f"(iteration {live_iteration})"
         )
+    if lost_all > gained_all and regression_p(lost_all, gained_all) < alpha:
+        why.append(f"it lost {lost_all} questions and gained {gained_all} (p < {alpha:g})")
     if regressed:
-        drops = ", ".join(f"{s} {a:.0f}% -> {b:.0f}%" for s, (a, b) in sorted(regressed.items()))
-        why.append(f"services that passed before lost more than {margin:g} points: {drops}")
+        drops = ", ".join(
+            f"{s} {a:.0f}% -> {b:.0f}% (lost {paired[s][0]}, gained {paired[s][1]})"
+            for s, (a, b) in sorted(regressed.items())
+        )
+        why.append(f"services regressed ({rule}): {drops}")
     ok = policy == "always" or not why
     reason = ("promoted" if ok else "rejected") + (
         ": " + "; ".join(why) if why else f": {candidate.pass_rate:.1f}% beats {live.pass_rate:.1f}%"
@@ -94,6 +131,8 @@ def gate(
         live_pass_rate=live.pass_rate,
         pass_rate=candidate.pass_rate,
         regressed=regressed,
+        paired=paired,
+        rule=rule,
         reason=reason,
     )
 

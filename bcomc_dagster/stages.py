@@ -343,7 +343,8 @@ def promote(
     """The promotion gate (``serving.promote``): keep the checkpoint live, or serve the live model again."""
     before = state.live_iteration(store, campaign, iteration - 1)
     sv = cfg.serving
-    p = gate(iteration, report, before, store.report(campaign, before), sv.promote, sv.promote_margin)
+    live = store.report(campaign, before)
+    p = gate(iteration, report, before, live, sv.promote, sv.promote_max_lost, sv.promote_alpha)
     if not p.promoted:
         try:
             p.restored = serve_iteration(store, cfg, campaign, before).served_model

@@ -108,25 +108,49 @@ def test_the_gate_promotes_only_a_better_checkpoint_without_regressions():
     from bcomc_dagster.loop import gate
 
     live = report({"a": 4, "b": 0, "c": 2})  # 50 %
-    better = gate(2, report({"a": 4, "b": 3, "c": 2}), 1, live, "if_better", 10)
+    better = gate(2, report({"a": 4, "b": 3, "c": 2}), 1, live, "if_better")
     assert better.promoted and better.reason == "promoted: 75.0% beats 50.0%" and not better.regressed
-    worse = gate(
-        2, report({"a": 3, "b": 4, "c": 2}), 1, live, "if_better", 10
-    )  # better overall, but a lost 25 points
-    assert not worse.promoted and worse.regressed == {"a": (100.0, 75.0)}
-    assert worse.reason == "rejected: services that passed before lost more than 10 points: a 100% -> 75%"
-    assert gate(
-        2, report({"a": 3, "b": 4, "c": 2}), 1, live, "if_better", 30
-    ).promoted  # within a wider margin
-    same = gate(2, report({"a": 4, "b": 0, "c": 2}), 1, live, "if_better", 10)
+    assert better.paired == {"a": (0, 0), "b": (0, 3), "c": (0, 0)}
+    same = gate(2, report({"a": 4, "b": 0, "c": 2}), 1, live, "if_better")
     assert not same.promoted and "does not beat the live model's 50.0% (iteration 1)" in same.reason
-    assert gate(
-        2, report({"a": 0, "b": 0, "c": 0}), 1, live, "always", 10
-    ).promoted  # 'always' records, never rejects
+    assert gate(2, report({"a": 0, "b": 0, "c": 0}), 1, live, "always").promoted  # 'always' never rejects
     # a service that passed nothing before cannot regress
     assert gate(
-        1, report({"a": 1, "b": 0, "c": 0}), 0, report({"a": 0, "b": 0, "c": 0}), "if_better", 0
+        1, report({"a": 1, "b": 0, "c": 0}), 0, report({"a": 0, "b": 0, "c": 0}), "if_better"
     ).promoted
+
+
+def test_a_single_flipped_question_is_not_a_regression():
+    """The reworded demo's case: the base's one lucky answer must not block a +17.5-point checkpoint."""
+    from bcomc_dagster.loop import gate
+
+    live = report({"a": 1, "b": 0, "c": 0, "d": 0})  # a's one question right (a lucky answer)
+    flipped = report({"a": 0, "b": 3, "c": 2, "d": 2})  # a lost it; everything else gained
+    p = gate(1, flipped, 0, live, "if_better")
+    assert p.promoted and p.paired["a"] == (1, 0) and not p.regressed
+    # ... nor one flip on a service of four at 100 % (100 -> 75)
+    assert gate(
+        2, report({"a": 3, "b": 4, "c": 2}), 1, report({"a": 4, "b": 0, "c": 2}), "if_better"
+    ).promoted
+
+
+def test_a_service_that_loses_many_questions_is_still_rejected():
+    from bcomc_dagster.loop import gate, regression_p
+
+    live = report({"a": 4, "b": 0, "c": 0})
+    lost = report({"a": 1, "b": 4, "c": 4})  # far better overall, but a lost 3 of 4
+    p = gate(1, lost, 0, live, "if_better")
+    assert not p.promoted and p.regressed == {"a": (100.0, 25.0)} and p.paired["a"] == (3, 0)
+    assert "a 100% -> 25% (lost 3, gained 0)" in p.reason and "net loss above 1 question" in p.rule
+    assert gate(1, lost, 0, live, "if_better", max_lost=3).promoted  # a looser count, the test alone
+    # the exact paired test: 1 of 1 changed is a coin flip; 8 of 8 is not
+    assert regression_p(1, 0) == 0.5 and regression_p(8, 0) == 1 / 256 and regression_p(0, 5) == 1.0
+    assert regression_p(5, 5) == pytest.approx(0.623, abs=1e-3)
+    big_live = report({"a": 12, "b": 0}, per_service=12)
+    four = gate(1, report({"a": 8, "b": 12}, per_service=12), 0, big_live, "if_better", max_lost=100)
+    assert four.promoted and not four.regressed  # 4 of 4 changed: p = 1/16, above 0.05
+    five = gate(1, report({"a": 7, "b": 12}, per_service=12), 0, big_live, "if_better", max_lost=100)
+    assert not five.promoted and five.regressed == {"a": (100.0, 58.33)}  # p = 1/32
 
 
 def test_effectiveness_compares_each_checkpoint_with_the_live_model():
@@ -162,12 +186,12 @@ def test_the_live_iteration_skips_rejected_checkpoints(tmp_path):
     reports = {0: report({"a": 0}), 1: report({"a": 2}), 2: report({"a": 1}), 3: report({"a": 3})}
     for i, r in reports.items():
         store.write_json("c", i, REPORT, r)
-    store.write_json("c", 2, PROMOTION, gate(2, reports[2], 1, reports[1], "if_better", 10))  # rejected
+    store.write_json("c", 2, PROMOTION, gate(2, reports[2], 1, reports[1], "if_better"))  # rejected
     assert [campaign_state.live_iteration(store, "c", i) for i in range(4)] == [
         0,
         1,
         1,
         3,
     ]  # 3: no record, from before the gate
-    store.write_json("c", 3, PROMOTION, gate(3, reports[3], 1, reports[1], "if_better", 10))
+    store.write_json("c", 3, PROMOTION, gate(3, reports[3], 1, reports[1], "if_better"))
     assert store.promotion("c", 3).promoted and campaign_state.live_iteration(store, "c", 3) == 3

@@ -64,7 +64,7 @@ def test_the_held_out_part_drives_no_decision():
     )
     assert candidate.pass_rate > live.pass_rate  # the whole suite improved ...
     assert candidate.decided_pass_rate == live.decided_pass_rate  # ... the decided part did not
-    p = gate(1, candidate, 0, live, "if_better", 10)
+    p = gate(1, candidate, 0, live, "if_better")
     assert not p.promoted and p.pass_rate == candidate.decided_pass_rate
     assert decide(1, candidate.decided_pass_rate, 50, 5, True) is Decision.ADVANCE  # 33.3 < 50 decided
     assert (

@@ -147,7 +147,7 @@ def test_the_report_names_the_checkpoints_the_gate_kept_off(campaign):
     from bcomc_dagster.loop import gate
 
     live, candidate = campaign.report("c", 1), campaign.report("c", 2)
-    worse = gate(2, live, 1, candidate, "if_better", 10)  # iteration 2 judged against a better one
+    worse = gate(2, live, 1, candidate, "if_better")  # iteration 2 judged against a better one
     assert not worse.promoted
     campaign.write_json("c", 2, PROMOTION, worse)
     html, md = page.write(campaign, "c")
