@@ -293,8 +293,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def _status_row(instance: dg.DagsterInstance, store: ArtifactStore, c: str, row: dict[str, Any]) -> None:
+    """Fill one campaign's status row from its artifacts (raises on a config or record it cannot read)."""
     from bcomc_dagster import campaign_state, costs, driver
+
+    active = driver.settle_runs(instance, store, c)  # a run whose process died is failed, not running
+    row["status"] = campaign_state.state(store, c, active)
+    try:
+        if store.iterations(c, having=REPORT):  # none yet: launched, the baseline not evaluated
+            last = campaign_state.latest_iteration(store, c)
+            rep = store.report(c, last)
+            row.update(
+                iteration=last,
+                pass_rate=rep.decided_pass_rate,
+                delta=rep.improvement_delta,
+                cost_usd=costs.campaign_cost(store, c),
+                skipped=campaign_state.skipped_services(store, c),
+            )
+    except BcomcError as e:  # an unreadable artifact: say which, and go on
+        row["failure"] = f"unreadable: {e}"
+    fail = campaign_state.last_failure(store, c)
+    if fail and row["status"] == "failed":
+        row["failure"] = f"iteration {fail.iteration} {fail.stage}: {clip(fail.error.splitlines()[0], 200)}"
+    now = campaign_state.live(store, c)
+    if now:
+        row.update(live=f"{now.model} (it {now.iteration})", endpoint=now.endpoint)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from bcomc_dagster import campaign_state
     from bcomc_dagster.defs.partitions import campaigns
 
     instance, _, store = _ctx()
@@ -321,29 +348,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             row["status"] = "unknown (no artifacts here)"
             rows.append(row)
             continue
-        active = driver.settle_runs(instance, store, c)  # a run whose process died is failed, not running
-        row["status"] = campaign_state.state(store, c, active)
         try:
-            if store.iterations(c, having=REPORT):  # none yet: launched, the baseline not evaluated
-                last = campaign_state.latest_iteration(store, c)
-                rep = store.report(c, last)
-                row.update(
-                    iteration=last,
-                    pass_rate=rep.pass_rate,
-                    delta=rep.improvement_delta,
-                    cost_usd=costs.campaign_cost(store, c),
-                    skipped=campaign_state.skipped_services(store, c),
-                )
-        except BcomcError as e:  # an unreadable artifact: say which, and go on with the other campaigns
-            row["failure"] = f"unreadable: {e}"
-        fail = campaign_state.last_failure(store, c)
-        if fail and row["status"] == "failed":
-            row["failure"] = (
-                f"iteration {fail.iteration} {fail.stage}: {clip(fail.error.splitlines()[0], 200)}"
-            )
-        now = campaign_state.live(store, c)
-        if now:
-            row.update(live=f"{now.model} (it {now.iteration})", endpoint=now.endpoint)
+            _status_row(instance, store, c, row)
+        except (BcomcError, ValueError, OSError) as e:  # one bad campaign never hides the others
+            row.update(status="unreadable", failure=f"unreadable: {clip(str(e), 300)}")
         found = campaign_state.orphans(store, c, row["status"])
         if found and args.reap:
             for o in campaign_state.reap(store, found):
@@ -375,7 +383,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     Console().print(table)
     for r in rows:
-        if r["failure"]:
+        if r["status"] == "unreadable":
+            print(f"{r['campaign']}: {r['failure']}")
+        elif r["failure"]:
             print(f"{r['campaign']}: failed at {r['failure']}; `bcomc resume {r['campaign']}` continues it")
         for i, services in r["skipped"].items():
             print(f"{r['campaign']}: iteration {i} skipped {', '.join(services)} (generation kept failing)")
@@ -393,6 +403,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from bcomc_dagster import driver
 
     instance, _, store = _ctx()
+    finished = driver.finished(store, args.campaign)
+    if finished:
+        if args.json:
+            emit(args, {"campaign": args.campaign, "status": finished, "servers_stopped": []})
+        else:
+            print(f"campaign {args.campaign}: already finished ({finished}); nothing to stop")
+        return EXIT_OK
     stopped = driver.stop(instance, store, args.campaign)
     if args.json:
         emit(args, {"campaign": args.campaign, "status": "stopped", "servers_stopped": stopped})

@@ -33,7 +33,8 @@ VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 class _Strict(BaseModel):
     # strict: a number field takes numbers only (no true for 1, no "5" for 5); unknown keys are errors
-    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
+    # allow_inf_nan: JSON's Infinity and NaN are refused (a stored config must re-read as written)
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True, allow_inf_nan=False)
 
 
 class PromptConfig(_Strict):
@@ -91,9 +92,9 @@ class DatagenConfig(_Strict):
         "heading path included: the docs are cut at sections, then at the largest unit that fits.",
     )
     min_services: int = Field(
-        3, ge=1, description="Fewest services targeted per iteration (when that many fail)."
+        3, ge=1, le=1000, description="Fewest services targeted per iteration (when that many fail)."
     )
-    max_services: int = Field(5, ge=1, description="Most services targeted per iteration.")
+    max_services: int = Field(5, ge=1, le=1000, description="Most services targeted per iteration.")
 
     _backends = field_validator("generator_backend", "synthesizer_backend")(
         classmethod(lambda cls, v: v and _backend(v))
@@ -136,8 +137,10 @@ class DatagenConfig(_Strict):
 
 
 class FinetuneConfig(_Strict):
-    rank: int = Field(16, description=f"LoRA rank; one of {VLLM_LORA_RANKS} (what vLLM can serve).")
-    alpha: int | None = Field(None, ge=1, description="LoRA alpha; default 2 x rank.")
+    rank: int = Field(
+        16, ge=1, le=512, description=f"LoRA rank; one of {VLLM_LORA_RANKS} (what vLLM can serve)."
+    )
+    alpha: int | None = Field(None, ge=1, le=4096, description="LoRA alpha; default 2 x rank.")
     epochs: float = Field(
         4,
         gt=0,
@@ -153,7 +156,9 @@ class FinetuneConfig(_Strict):
         "teaches new facts too slowly at tens of pairs per service); bcomc-tiny defaults to 0.003.",
     )
     batch_size: int = Field(16, ge=1, le=4096)
-    threads: int | None = Field(None, ge=1, description="CPU threads for training; default: torch's choice.")
+    threads: int | None = Field(
+        None, ge=1, le=1024, description="CPU threads for training; default: torch's choice."
+    )
     max_length: int = Field(
         1024,
         ge=16,
@@ -213,6 +218,14 @@ class FinetuneConfig(_Strict):
 
 
 class ServingConfig(_Strict):
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        """Stored configs from before the paired gate hold promote_margin (points): no longer a rule."""
+        if isinstance(data, dict) and "promote_margin" in data:
+            data = {k: v for k, v in data.items() if k != "promote_margin"}
+        return data
+
     engine: Literal["auto", "vllm", "transformers"] = Field(
         "auto",
         description="Local server (model_backend 'local'): vLLM's CPU build where installed, else "
@@ -240,16 +253,25 @@ class ServingConfig(_Strict):
     promote: Literal["always", "if_better"] = Field(
         "if_better",
         description="'if_better': a new checkpoint stays live only if its re-eval beats the live model's "
-        "on the whole suite and no service that passed before loses more than promote_margin points; else "
-        "the live "
-        "model is served again and the checkpoint is recorded as rejected. 'always': every checkpoint "
-        "stays live.",
+        "on the decided part of the suite and shows no regression on the same questions (live vs "
+        "candidate, paired): no service loses more than promote_max_lost questions net, and neither the "
+        "suite nor any service loses more questions than it gains beyond chance (an exact one-sided "
+        "McNemar test at promote_alpha). Else the live model is served again and the checkpoint is "
+        "recorded as rejected. 'always': every checkpoint stays live.",
     )
-    promote_margin: float = Field(
-        10,
+    promote_max_lost: int = Field(
+        1,
         ge=0,
-        le=100,
-        description="Points of pass rate a service that passed before may lose in a promoted checkpoint.",
+        le=10_000,
+        description="Questions a service may lose net (lost minus gained) in a promoted checkpoint; one "
+        "flipped question is noise on a service of four.",
+    )
+    promote_alpha: float = Field(
+        0.05,
+        gt=0,
+        le=0.5,
+        description="Significance of the paired test: a regression is rejected when losing that many "
+        "more questions than gained has a chance below this under no change.",
     )
     rollback_on_failure: bool = Field(
         True,
@@ -257,7 +279,7 @@ class ServingConfig(_Strict):
         "never replaces it).",
     )
     ready_timeout_s: float = Field(
-        300, gt=0, description="Deadline for a server to be ready, or a model to be listed."
+        300, gt=0, le=86_400, description="Deadline for a server to be ready, or a model to be listed."
     )
     max_tokens: int | None = Field(
         None,
@@ -269,6 +291,7 @@ class ServingConfig(_Strict):
     max_model_len: int | None = Field(
         None,
         ge=64,
+        le=1_048_576,
         description="Context length of a vLLM server started here; default: the base's, at most 4096.",
     )
     max_loras: int = Field(
@@ -286,6 +309,7 @@ class ServingConfig(_Strict):
     request_timeout_s: float = Field(
         120,
         gt=0,
+        le=86_400,
         description="Per-attempt timeout of a request to the served model (eval answers, deploy probes).",
     )
     request_retries: int = Field(
@@ -369,7 +393,10 @@ class CampaignConfig(_Strict):
         2, ge=0, le=10, description="Corrections asked of the analyzer model before the fallback."
     )
     budget_usd: float | None = Field(
-        None, gt=0, description="Campaign budget: the loop stops before an iteration that would exceed it."
+        None,
+        gt=0,
+        le=1_000_000,
+        description="Campaign budget: the loop stops before an iteration that would exceed it.",
     )
     llm: LLMConfig = Field(
         default_factory=LLMConfig, description="Providers, model aliases, prices and the response cache."
@@ -382,7 +409,7 @@ class CampaignConfig(_Strict):
         "(reports show both parts' pass rates; teaching to the test shows up as a gap). The target "
         "applies to all questions.",
     )
-    held_out_seed: int = Field(0, description="Seed of the held-out choice.")
+    held_out_seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the held-out choice.")
     quality: QualityConfig = Field(
         default_factory=QualityConfig, description="Filters between generation and training."
     )
@@ -590,6 +617,10 @@ def parse_config(data: dict[str, Any] | str, source: str = "campaign config") ->
             data = json.loads(data)
         except json.JSONDecodeError as e:
             raise InputError(f"{source}: not valid JSON ({e})") from e
+        except RecursionError:
+            raise InputError(
+                f"{source}: JSON nested too deeply; a campaign config is a few levels deep"
+            ) from None
     if not isinstance(data, dict):
         raise InputError(f"{source}: expected a JSON object, got {type(data).__name__}")
     try:
@@ -601,7 +632,16 @@ def parse_config(data: dict[str, Any] | str, source: str = "campaign config") ->
 
 
 def load_config(path: str | Path) -> CampaignConfig:
+    """A config file: a regular file of UTF-8 JSON (a byte-order mark allowed)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: no such config file")
-    return parse_config(path.read_text(), source=str(path))
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file; expected a JSON config file")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the config as UTF-8"
+        ) from None
+    return parse_config(text, source=str(path))

@@ -43,7 +43,7 @@ from bcomc_dagster.config import CampaignConfig
 from bcomc_dagster.defs.partitions import campaigns as campaign_partitions
 from bcomc_dagster.defs.partitions import iteration_key, iterations
 from bcomc_dagster.defs.sensors import WATCHED, evaluate_tick
-from bcomc_dagster.errors import InputError, StageFailed
+from bcomc_dagster.errors import BcomcError, InputError, StageFailed
 from bcomc_dagster.files import home
 from bcomc_dagster.loop import Decision, Outcome
 from bcomc_dagster.serving import process
@@ -474,6 +474,16 @@ def _after(asset: str, first: str) -> bool:
 def _outcome_not_final(store: ArtifactStore, campaign: str) -> bool:
     path = store.path(campaign, None, OUTCOME)
     return path.exists() and json.loads(path.read_text()).get("status") not in campaign_state.FINAL
+
+
+def finished(store: ArtifactStore, campaign: str) -> str | None:
+    """The final status of a campaign that has ended (target reached, max iterations, budget), else None."""
+    campaign_state.require(store, campaign)
+    try:
+        outcome = store.outcome(campaign)
+    except BcomcError:
+        return None
+    return outcome.status if outcome and outcome.status in campaign_state.FINAL else None
 
 
 def stop(instance: dg.DagsterInstance, store: ArtifactStore, campaign: str) -> list[int]:

@@ -110,8 +110,9 @@ Analyzer = Callable[["list[EvalReport]", "list[str]"], "Analysis"]  # (reports s
 # -- judges: the campaign's ``judge`` ---------------------------------------------------------------
 def _strict_judge(env: Env) -> Judge:
     from bcomc_dagster.evals.judge import StrictJudge
+    from bcomc_dagster.evals.suite import load_suite
 
-    return StrictJudge()
+    return StrictJudge(load_suite(env.cfg.eval_suite).questions)
 
 
 def _reference_judge(env: Env) -> Judge:

@@ -30,7 +30,7 @@ def test_defaults_are_the_plans_but_training_rates_follow_the_base():
         ({"target_pass_rate": 120}, r"target_pass_rate: Input should be less than or equal to 100"),
         ({"colour": "blue"}, r"colour: unknown key"),
         ({"datagen": {"examples": 5}}, r"datagen.examples: unknown key"),
-        ({"eval_suite": "hard_99"}, r"eval_suite: 'hard_99' is neither a built-in suite"),
+        ({"eval_suite": "hard_99"}, r"eval_suite: suite 'hard_99' is neither a built-in suite"),
         (
             {"model_backend": "tgi"},
             r"model_backend: unknown model backend 'tgi'; expected one of \['local', 'vllm', 'ollama'\]",
@@ -42,8 +42,8 @@ def test_defaults_are_the_plans_but_training_rates_follow_the_base():
         ),
         ({"serving": {"promote": "sometimes"}}, r"serving.promote: Input should be 'always' or 'if_better'"),
         (
-            {"serving": {"promote_margin": -1}},
-            r"serving.promote_margin: Input should be greater than or equal to 0",
+            {"serving": {"promote_max_lost": -1}},
+            r"serving.promote_max_lost: Input should be greater than or equal to 0",
         ),
         (
             {"datagen": {"rehearsal_share": 2}},
@@ -95,7 +95,7 @@ def test_defaults_are_the_plans_but_training_rates_follow_the_base():
             {"judge": "llm", "judge_model": "m"},
             r"judge_backend, judge_model: the 'llm' judge needs a backend",
         ),
-        ({"judge": "gpt"}, r"judge: unknown judge 'gpt'; expected one of \['reference', 'llm'\]"),
+        ({"judge": "gpt"}, r"judge: unknown judge 'gpt'; expected one of \['strict', 'reference', 'llm'\]"),
         ({"llm": {"providers": {"azure": {}}}}, r"llm.providers: unknown backend 'azure'"),
         (
             {"llm": {"providers": {"openai": {"base_url": "localhost:8000"}}}},

@@ -22,7 +22,7 @@ def test_a_module_attr_entry_is_imported_on_first_use_and_unknown_names_are_list
 
 
 def test_the_built_in_parts_are_registered():
-    assert JUDGES.names() == ["reference", "llm"] and GENERATORS.names() == ["extractive"]
+    assert JUDGES.names() == ["strict", "reference", "llm"] and GENERATORS.names() == ["extractive"]
     assert ANALYZERS.names() == ["failure-rate"] and DEPLOYERS.names() == ["local", "vllm", "ollama"]
     assert PROVIDERS.names() == ["bedrock", "anthropic", "openai"]
     assert SOURCES.names() == ["embedded", "gguf", "folder", "ollama", "hub"]

@@ -4,7 +4,10 @@ Every failure case ends with the previous deployment still serving and an error 
 Run alone with ``pytest -m server bcomc_dagster_tests/test_serving.py``.
 """
 
+import re
 import shutil
+import tempfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -135,7 +138,18 @@ def test_hot_swap_on_a_server_the_campaign_does_not_own(deployer, ckpt, base, tm
 
 
 # -- restart ----------------------------------------------------------------------------------------
+def _server_temp_files() -> set[str]:
+    """What model servers leave in the system temp folder: vLLM's uuid-named sockets, our socket folders."""
+    uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    return {
+        p.name
+        for p in Path(tempfile.gettempdir()).iterdir()
+        if uuid.fullmatch(p.name) or p.name.startswith("bcomc-")
+    }
+
+
 def test_restart_mode_replaces_the_server_only_once_the_new_one_is_verified(base, ckpt, noop_ckpt, tmp_path):
+    before = _server_temp_files()
     d = ServerDeployer(tmp_path, engine=process.VLLM_ENGINE, mode="restart", ready_timeout_s=240)
     d.ensure_base(base, "bcomc-tiny", weights_fingerprint(base))
     old = d.state()
@@ -168,6 +182,7 @@ def test_restart_mode_replaces_the_server_only_once_the_new_one_is_verified(base
     finally:
         d.stop()
     assert d.live() is None
+    assert _server_temp_files() <= before  # three servers started and stopped: no socket left behind
 
 
 # -- start-up faults --------------------------------------------------------------------------------

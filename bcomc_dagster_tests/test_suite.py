@@ -74,5 +74,5 @@ def test_duplicate_ids(write_suite):
 
 
 def test_unknown_suite_lists_builtins():
-    with pytest.raises(InputError, match=r"eval_suite: 'nope' is neither a built-in suite \(demo"):
+    with pytest.raises(InputError, match=r"suite 'nope' is neither a built-in suite \(demo"):
         load_suite("nope")

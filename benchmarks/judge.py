@@ -21,7 +21,11 @@ from bcomc_dagster.evals.judge import Judge, ReferenceJudge, StrictJudge
 from bcomc_dagster.evals.suite import Question, load_suite
 
 CASES = Path(__file__).resolve().parent / "judge_cases.jsonl"
-JUDGES: dict[str, Judge] = {"strict": StrictJudge(), "reference": ReferenceJudge()}
+SUITES = ("demo", "prose")
+JUDGES: dict[str, Judge] = {
+    "strict": StrictJudge(q for name in SUITES for q in load_suite(name).questions),
+    "reference": ReferenceJudge(),
+}
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class Case:
 
 
 def load_cases(path: Path = CASES) -> list[Case]:
-    suites = {name: {q.id: q for q in load_suite(name).questions} for name in ("demo", "prose")}
+    suites = {name: {q.id: q for q in load_suite(name).questions} for name in SUITES}
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
@@ -87,6 +91,14 @@ def measure(judge: Judge, cases: list[Case]) -> dict[str, object]:
     }
 
 
+def by_source(judge: Judge, cases: list[Case]) -> dict[str, dict[str, object]]:
+    """The figures on each source of cases (written while the judge was built, written after, real)."""
+    return {
+        src: measure(judge, [c for c in cases if c.source == src])
+        for src in sorted({c.source for c in cases})
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--judge", choices=sorted(JUDGES), action="append", help="default: every judge")
@@ -106,6 +118,15 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['judge']} | {r['agreement']:.1%} | {r['false_pass_rate']:.1%} | "
             f"{r['false_fail_rate']:.1%} | {r['kappa']:.3f} | {r['grade_agreement']:.1%} |"
         )
+    print("\nBy source of the cases:\n")
+    print("| judge | source | cases | agreement | false-pass rate | false-fail rate | kappa |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.judge or JUDGES:
+        for src, r in by_source(JUDGES[name], cases).items():
+            print(
+                f"| {name} | {src} | {r['cases']} | {r['agreement']:.1%} | {r['false_pass_rate']:.1%} | "
+                f"{r['false_fail_rate']:.1%} | {r['kappa']:.3f} |"
+            )
     for r in results:
         print(f"\n## {r['judge']}: {len(r['wrong'])} cases graded wrong")  # type: ignore[arg-type]
         for w in r["wrong"]:  # type: ignore[attr-defined]

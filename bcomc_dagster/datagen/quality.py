@@ -32,12 +32,13 @@ MIN_DISTINCT_SHARE = 0.3  # of their words, at least this share distinct
 
 
 class QualityConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # no 1 for true, no "5" for 5
+    # no 1 for true, no "5" for 5, no Infinity or NaN
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    min_question_chars: int = Field(10, ge=1, description="Shortest question kept.")
-    max_question_chars: int = Field(500, ge=1, description="Longest question kept.")
-    min_answer_chars: int = Field(1, ge=1, description="Shortest answer kept.")
-    max_answer_chars: int = Field(2000, ge=1, description="Longest answer kept.")
+    min_question_chars: int = Field(10, ge=1, le=100_000, description="Shortest question kept.")
+    max_question_chars: int = Field(500, ge=1, le=100_000, description="Longest question kept.")
+    min_answer_chars: int = Field(1, ge=1, le=100_000, description="Shortest answer kept.")
+    max_answer_chars: int = Field(2000, ge=1, le=100_000, description="Longest answer kept.")
     near_duplicate_threshold: float = Field(
         92,
         ge=50,

@@ -9,6 +9,7 @@ campaigns that were graded with it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
@@ -209,9 +210,31 @@ def _in_the_asked_unit(r: Reading, question: Question, fs: list[v.Quantity]) -> 
 
 
 class StrictJudge:
-    """The default judge for short factual answers (see the module docstring); each verdict says why."""
+    """The default judge for short factual answers (see the module docstring); each verdict says why.
+
+    Given the suite's questions, it also knows each service's other attributes, and fails a value said
+    of one of them ("The key rotation interval is 12 hours." asked for the lease)."""
 
     name = "strict"
+
+    def __init__(self, questions: Iterable[Question] = ()):
+        self.siblings: dict[str, list[Question]] = {}
+        for q in questions:
+            self.siblings.setdefault(q.service, []).append(q)
+
+    def _said_of_another(self, r: Reading, question: Question, start: int, related: set[str]) -> str | None:
+        """Another attribute of the service, when the words before the value name it (two or more words
+        of another question about the service) and none of the asked one's."""
+        service = {v.stem(w) for w in re.split(r"[-_.]", question.service.lower())}
+        c = r.clause[start]
+        subject = {v.stem(w) for i, w in enumerate(r.words[:start]) if r.clause[i] == c} - service
+        if subject & (related - service):
+            return None
+        for q in self.siblings.get(question.service, []):
+            named = subject & (v.content_stems(q.question) - related - service - QUESTION_WORDS)
+            if q.id != question.id and len(named) >= 2:
+                return " ".join(sorted(named))
+        return None
 
     def grade(self, question: Question, answer: str) -> Verdict:
         if not answer.strip():
@@ -261,6 +284,8 @@ class StrictJudge:
         hit = (own or hits)[0]
         if r.negated(hit.start, hit.end):
             return graded("incorrect", f"negates {hit.describe()}")
+        if not others and (attr := self._said_of_another(r, question, hit.start, related)):
+            return graded("incorrect", f"states {hit.describe()} of another attribute ({attr})")
         listed = ", ".join(o.describe() for o in others)
         if others and not own:
             return graded("incorrect", f"states {listed}; {hit.describe()} is said of {hit.noun!r}")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections import Counter
 from functools import cached_property
 from pathlib import Path
 
@@ -24,20 +26,35 @@ from bcomc_dagster.errors import InputError, field_errors
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "suites"
 
 
+SERVICE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # a doc's file name stem: letters, digits, . _ -
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # C0 controls but tab and line ends, and DEL
+
+
+def _no_controls(text: str, what: str) -> None:
+    if (m := _CONTROL.search(text)) is not None:
+        raise ValueError(f"{what} holds control character {m.group()!r} at offset {m.start()}")
+
+
 class Question(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(min_length=1)
-    service: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f]+$")
+    service: str = Field(
+        pattern=SERVICE_NAME, description="The service: its doc's file name, docs/<service>.<ext>"
+    )
     question: str = Field(min_length=1)
     reference: str = Field(min_length=1, description="The expected answer; the judge looks for it.")
     aliases: tuple[str, ...] = Field(default=(), description="Other accepted spellings of the reference.")
 
-    @field_validator("question", "reference")
+    @field_validator("question", "reference", "aliases")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
+    def _not_blank(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        for text in (value,) if isinstance(value, str) else value:
+            if not text.strip():
+                raise ValueError("must not be blank")
+            if "\n" in text or "\r" in text:
+                raise ValueError("must be one line")
+            _no_controls(text, "the text")
         return value
 
 
@@ -92,7 +109,7 @@ def resolve_suite_path(name_or_path: str) -> Path:
     if path.is_dir():
         return path.resolve()
     raise InputError(
-        f"eval_suite: {name_or_path!r} is neither a built-in suite ({', '.join(builtin_suites())}) "
+        f"suite {name_or_path!r} is neither a built-in suite ({', '.join(builtin_suites())}) "
         "nor a folder with docs/ and questions.jsonl"
     )
 
@@ -115,9 +132,23 @@ def read_text(path: Path, root: Path) -> str:
     if not resolved.is_file():
         raise InputError(f"{path}: not a regular file")
     try:
-        return resolved.read_bytes().decode("utf-8")
+        text = resolved.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of the text
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    if (m := _CONTROL.search(text)) is not None:
+        line = text.count("\n", 0, m.start()) + 1
+        raise InputError(f"{path}:{line}: control character {m.group()!r} (a binary file?); expected text")
+    return text
+
+
+def _check_html(path: Path, text: str) -> None:
+    """An HTML doc the passage splitter can read: one nested too deeply for the HTML parser is refused."""
+    from bcomc_dagster.datagen.passages import to_markdown
+
+    try:
+        to_markdown(text, "html")
+    except RecursionError:
+        raise InputError(f"{path}: HTML nested too deeply to read; flatten the page's markup") from None
 
 
 def _read_docs(docs_dir: Path, root: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -128,11 +159,18 @@ def _read_docs(docs_dir: Path, root: Path) -> tuple[dict[str, str], dict[str, st
     for p in sorted(x for x in docs_dir.iterdir() if not x.name.startswith(".")):
         if p.suffix.lower() not in DOC_KINDS:
             raise InputError(f"{p}: not a documentation format this project reads; expected one of {kinds}")
+        if not re.match(SERVICE_NAME, p.stem):
+            raise InputError(
+                f"{p}: a service's doc is named <service>.<ext>, the service of letters, digits, '.', '_' "
+                f"and '-' (at most 128, starting with a letter or digit); got {p.stem!r}"
+            )
         if p.stem in files:
             raise InputError(
                 f"{p}: service {p.stem!r} already has {root / files[p.stem]}; keep one doc per service"
             )
         docs[p.stem], files[p.stem] = read_text(p, root), f"docs/{p.name}"
+        if p.suffix.lower() == ".html":
+            _check_html(p, docs[p.stem])
     empty = [files[s] for s, text in docs.items() if not text.strip()]
     if not docs or empty:
         raise InputError(
@@ -182,8 +220,7 @@ def load_suite(name_or_path: str) -> Suite:
         questions.append(q)
     if not questions:
         raise InputError(f"{questions_file}: no questions")
-    ids = [q.id for q in questions]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    dupes = sorted(i for i, n in Counter(q.id for q in questions).items() if n > 1)
     if dupes:
         raise InputError(f"{questions_file}: duplicate question ids {dupes}")
     return Suite(

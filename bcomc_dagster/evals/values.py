@@ -50,7 +50,8 @@ FUNCTION_WORDS = set(
     "about around approximately roughly exactly just only than for with after within under over "
     "maximum max minimum min limit up to which that this there has have had can may will would "
     "must keeps keep uses use runs run offers allows allow gets get stays stay lasts last takes take "
-    "either maybe perhaps possibly probably likely typically usually generally also then".split()
+    "either maybe perhaps possibly probably likely typically usually generally also then could should "
+    "might shall but however though although".split()
 )
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:[._\-][a-z0-9]+)*|%|/")

@@ -14,10 +14,10 @@ from bcomc_dagster.llm.base import PermanentLLMError, Usage
 
 
 class Price(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    input: float = Field(ge=0, description="USD per 1M input tokens.")
-    output: float = Field(ge=0, description="USD per 1M output tokens.")
+    input: float = Field(ge=0, le=100_000, description="USD per 1M input tokens.")
+    output: float = Field(ge=0, le=100_000, description="USD per 1M output tokens.")
 
     def cost(self, usage: Usage) -> float:
         return (usage.input_tokens * self.input + usage.output_tokens * self.output) / 1e6

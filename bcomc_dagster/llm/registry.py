@@ -50,7 +50,7 @@ DEFAULT_ALIASES: dict[str, dict[str, str]] = {
 class ProviderSettings(BaseModel):
     """How to reach one provider. Credentials never go in the config: only the name of a variable."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     base_url: str | None = Field(
         None,
@@ -63,12 +63,12 @@ class ProviderSettings(BaseModel):
     )
     region: str | None = Field(None, description="Bedrock: AWS region (default: the credential chain's).")
     requests_per_minute: float | None = Field(
-        None, gt=0, description="Client-side rate limit for this provider."
+        None, gt=0, le=1_000_000, description="Client-side rate limit for this provider."
     )
     max_retries: int = Field(
         4, ge=0, le=20, description="Retries of throttled or failed calls, by the SDK itself."
     )
-    timeout_s: float = Field(60, gt=0, description="Per-attempt timeout of a call.")
+    timeout_s: float = Field(60, gt=0, le=3600, description="Per-attempt timeout of a call.")
 
     _url = field_validator("base_url")(classmethod(lambda cls, v: check_url(v)))
     _env = field_validator("api_key_env")(classmethod(lambda cls, v: check_env_name(v)))

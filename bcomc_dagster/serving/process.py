@@ -13,10 +13,12 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import cast
@@ -137,7 +139,7 @@ SERVER_ENV = re.compile(
 )
 
 
-def server_env(engine: str, workdir: Path) -> dict[str, str]:
+def server_env(engine: str, workdir: Path, rpc_dir: Path | None = None) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -154,6 +156,8 @@ def server_env(engine: str, workdir: Path) -> dict[str, str]:
             VLLM_NO_USAGE_STATS="1",
             VLLM_LOGGING_LEVEL=env.get("VLLM_LOGGING_LEVEL", "WARNING"),
         )
+        if rpc_dir is not None:  # vLLM's ZMQ sockets: in a folder of their own, removed with the server
+            env["VLLM_RPC_BASE_PATH"] = str(rpc_dir)
     (workdir / "hf-cache").mkdir(parents=True, exist_ok=True)
     return env
 
@@ -169,19 +173,21 @@ def launch(
         )
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
+    # a short path (a Unix socket's is at most 107 bytes) in the system temp folder, one per server
+    rpc_dir = Path(tempfile.mkdtemp(prefix=f"bcomc-{port}-")) if engine == VLLM_ENGINE else None
     with open(workdir / f"server-{port}.log", "ab") as log:  # the child keeps its own copy of the handle
         proc = subprocess.Popen(
             server_command(engine, model_dir, served_name, port, limits or ServerLimits()),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=server_env(engine, workdir),
+            env=server_env(engine, workdir, rpc_dir),
             cwd=workdir,
             start_new_session=True,
         )
     record(
-        workdir, proc.pid, port, engine, model_dir
-    )  # before anything waits on it: a crash leaves it findable
+        workdir, proc.pid, port, engine, model_dir, rpc_dir
+    )  # before anything waits: a crash leaves it findable
     return proc.pid, port
 
 
@@ -192,15 +198,23 @@ class ServerRecord(BaseModel):
     port: int
     engine: str
     model_dir: str
+    rpc_dir: str | None = None  # vLLM's socket folder in the system temp folder, removed when it stops
 
 
 def records_dir(workdir: Path) -> Path:
     return Path(workdir) / "servers"
 
 
-def record(workdir: Path, pid: int, port: int, engine: str, model_dir: Path) -> ServerRecord:
+def record(
+    workdir: Path, pid: int, port: int, engine: str, model_dir: Path, rpc_dir: Path | None = None
+) -> ServerRecord:
     rec = ServerRecord(
-        pid=pid, created=created_at(pid) or time.time(), port=port, engine=engine, model_dir=str(model_dir)
+        pid=pid,
+        created=created_at(pid) or time.time(),
+        port=port,
+        engine=engine,
+        model_dir=str(model_dir),
+        rpc_dir=str(rpc_dir) if rpc_dir else None,
     )
     folder = records_dir(workdir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -248,6 +262,8 @@ def stop_recorded(workdir: Path, pid: int | None = None) -> list[int]:
         if is_ours(rec):
             kill_group(rec.pid)
             stopped.append(rec.pid)
+        if rec.rpc_dir and not pid_alive(rec.pid):
+            shutil.rmtree(rec.rpc_dir, ignore_errors=True)
         (records_dir(workdir) / f"{rec.pid}.json").unlink(missing_ok=True)
     return stopped
 

@@ -136,8 +136,10 @@ class GGUFFile:
 
     def check(self, name: str, backend: str, url: str) -> None:
         path = _path(name)
-        if not path.is_file():
+        if not path.exists():
             raise ValueError(f"{path}: no such GGUF file")
+        if not path.is_file():
+            raise ValueError(f"{path}: not a regular file; expected a GGUF file")
         from_gguf.check(path)
 
     def weights(self, name: str, backend: str, url: str, cache_dir: Path) -> Path:
