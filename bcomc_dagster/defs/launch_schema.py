@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, Literal, cast
 
 import dagster as dg
+from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
@@ -45,6 +46,19 @@ def _default(field: FieldInfo) -> Any:
     return d.model_dump(mode="json") if isinstance(d, BaseModel) else d
 
 
+def describe(field: FieldInfo) -> str | None:
+    """The field's description with its bounds (from the schema's constraints), as the launchpad shows it."""
+    words = {Ge: "at least", Gt: "above", Le: "at most", Lt: "below"}
+    limits = [
+        f"{word} {getattr(m, attr):g}"
+        for m in field.metadata
+        for kind, word in words.items()
+        if isinstance(m, kind) and (attr := kind.__name__.lower())
+    ]
+    text = field.description or ""
+    return f"{text} ({', '.join(limits)})".strip() if limits else field.description
+
+
 def fields(model: type[BaseModel], defaults: dict[str, Any] | None = None) -> dict[str, dg.Field]:
     """Dagster fields for a pydantic model; ``defaults`` (e.g. the demo config) override its defaults."""
     out: dict[str, dg.Field] = {}
@@ -64,10 +78,10 @@ def fields(model: type[BaseModel], defaults: dict[str, Any] | None = None) -> di
             # nested defaults, field by field... (dagster's Shape.__init__ is unannotated)
             kind = dg.Shape(fields(f.annotation, default))  # type: ignore[no-untyped-call]
             full = f.annotation.model_validate(default).model_dump(mode="json")  # ...and whole, when omitted
-            out[name] = dg.Field(kind, default_value=full, is_required=False, description=f.description)
+            out[name] = dg.Field(kind, default_value=full, is_required=False, description=describe(f))
             continue
         if default is PydanticUndefined:
-            out[name] = dg.Field(kind, is_required=True, description=f.description)
+            out[name] = dg.Field(kind, is_required=True, description=describe(f))
         else:
-            out[name] = dg.Field(kind, default_value=default, is_required=False, description=f.description)
+            out[name] = dg.Field(kind, default_value=default, is_required=False, description=describe(f))
     return out
