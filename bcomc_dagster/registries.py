@@ -203,6 +203,7 @@ def _server(env: Env, engine: str | None) -> Deployer:
         max_loras=sv.max_loras,
         max_model_len=sv.max_model_len,
         gpu_memory_utilization=sv.gpu_memory_utilization,
+        servers_at_once=2 if sv.mode == "restart" else 1,
     )
     workdir = env.store.campaign_dir(env.campaign) / "serving"
     return ServerDeployer(

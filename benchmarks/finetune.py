@@ -71,7 +71,9 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=128)
     p.add_argument("--epochs", type=float, default=1)
     p.add_argument("--batch-size", type=int, default=16, help="the new settings' batch (before: 16)")
+    p.add_argument("--json", help="also write the rows to this file (make gpu-check reads it)")
     a = p.parse_args()
+    rows = []
     data = pairs(a.pairs)
     runs = {
         "before": TrainSettings(
@@ -97,6 +99,9 @@ def main() -> None:
                     f"{m.train_seconds:.1f} | {m.final_loss:.4f} |",
                     flush=True,
                 )
+                rows.append({"model": size, "settings": label, **hw.model_dump(), "seconds": m.train_seconds})
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ import psutil
 from pydantic import BaseModel
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from bcomc_dagster import gpu
 from bcomc_dagster.errors import ServingError
+from bcomc_dagster.files import home
 
 VLLM_ENGINE = "vllm"
 TRANSFORMERS_ENGINE = "transformers"
@@ -46,7 +48,9 @@ class ServerLimits(BaseModel):
     max_lora_rank: int = MIN_LORA_RANK
     max_loras: int = 2
     max_model_len: int | None = None  # None: the base's context length, at most MAX_DEFAULT_MODEL_LEN
-    gpu_memory_utilization: float = 0.9  # vLLM's CUDA build: the share of GPU memory the server may take
+    # vLLM's CUDA build: the share of the card's memory the server may take (None: gpu.server_share)
+    gpu_memory_utilization: float | None = None
+    servers_at_once: int = 1  # 2 in restart mode: the new server starts beside the old one
 
 
 def vllm_build() -> str:
@@ -110,7 +114,12 @@ def server_command(
             *(
                 ["--dtype", "float32"]
                 if vllm_build() == "cpu"
-                else ["--dtype", "auto", "--gpu-memory-utilization", str(limits.gpu_memory_utilization)]
+                else [
+                    "--dtype",
+                    "auto",
+                    "--gpu-memory-utilization",
+                    str(limits.gpu_memory_utilization or 0.4),
+                ]
             ),
         ]
     if engine == TRANSFORMERS_ENGINE:
@@ -135,7 +144,8 @@ def server_command(
 # engine's own settings; never a provider key, cloud credentials or the instance's database password
 SERVER_ENV = re.compile(
     r"PATH|HOME|USER|LOGNAME|SHELL|TERM|TZ|LANG|LC_\w+|TMPDIR|PYTHON\w*|VIRTUAL_ENV|LD_LIBRARY_PATH|"
-    r"(CUDA|NVIDIA|NCCL|VLLM|HF|TRANSFORMERS|TORCH|OMP|MKL|OPENBLAS|KMP|GOMP)_\w+"
+    r"CC|CXX|CPATH|C_INCLUDE_PATH|LIBRARY_PATH|"  # vLLM's compiled kernels build with the host's compiler
+    r"(CUDA|NVIDIA|NCCL|VLLM|HF|TRANSFORMERS|TORCH|PYTORCH|TRITON|OMP|MKL|OPENBLAS|KMP|GOMP)_\w+"
 )
 
 
@@ -173,15 +183,26 @@ def launch(
         )
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
+    limits = limits or ServerLimits()
+    env_extra: dict[str, str] = {}
+    card, allocator = None, None
+    if engine == VLLM_ENGINE and vllm_build() == "cuda":  # one card per server, and a share it can have
+        allocator = gpu.Allocator(home() / "gpus")
+        card = allocator.acquire("server")
+        if card is not None:
+            env_extra = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": str(card.index)}
+            if limits.gpu_memory_utilization is None:
+                share = gpu.server_share(card, gpu.weights_bytes(model_dir), limits.servers_at_once)
+                limits = limits.model_copy(update={"gpu_memory_utilization": share})
     # a short path (a Unix socket's is at most 107 bytes) in the system temp folder, one per server
     rpc_dir = Path(tempfile.mkdtemp(prefix=f"bcomc-{port}-")) if engine == VLLM_ENGINE else None
     with open(workdir / f"server-{port}.log", "ab") as log:  # the child keeps its own copy of the handle
         proc = subprocess.Popen(
-            server_command(engine, model_dir, served_name, port, limits or ServerLimits()),
+            server_command(engine, model_dir, served_name, port, limits),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=server_env(engine, workdir, rpc_dir),
+            env=server_env(engine, workdir, rpc_dir) | env_extra,
             cwd=workdir,
             start_new_session=True,
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
+import os
 import resource
 import shutil
 import tempfile
@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from bcomc_dagster import gpu
 from bcomc_dagster.training.chat import encode_pairs
 from bcomc_dagster.training.manifest import (
     Device,
@@ -45,16 +46,6 @@ WARMUP_STEPS, LOG_POINTS = (
     10,
     20,
 )  # warmup: at most 10 steps (a tenth of short runs); about 20 loss points per run
-# dense bf16 matrix-product peak by card name, for MFU (a card not listed: no MFU figure)
-PEAK_TFLOPS = {
-    "H100": 989.0,
-    "H200": 989.0,
-    "A100": 312.0,
-    "L40S": 362.0,
-    "A10G": 70.0,
-    "A10": 125.0,
-    "L4": 121.0,
-}
 
 
 def choose_device(want: Device, params: int) -> str:
@@ -67,7 +58,10 @@ def choose_device(want: Device, params: int) -> str:
             "extra on a GPU host)"
         )
     if want == "auto":
-        return "cuda" if torch.cuda.is_available() and params >= GPU_MIN_PARAMS else "cpu"
+        if not torch.cuda.is_available():
+            gpu.warn_unusable(torch.version.cuda, gpu.cards())  # a card torch cannot use: say so, once
+            return "cpu"
+        return "cuda" if params >= GPU_MIN_PARAMS else "cpu"
     return want
 
 
@@ -104,7 +98,118 @@ def finetune(
     base_label: str | None = None,
 ) -> Manifest:
     """Train a LoRA adapter on ``pairs`` and write adapter, merged weights and manifest to ``out_dir``
-    (``base_label``: the base's name in the manifest, e.g. the campaign's model_name)."""
+    (``base_label``: the base's name in the manifest, e.g. the campaign's model_name).
+
+    On a host with GPUs (and a device other than 'cpu') training runs in a child process that sees one
+    card, leased for it (``gpu.Allocator``): no DataParallel by accident, another job's card left alone,
+    and all its GPU memory freed when it exits, before a model server needs it."""
+    if settings.device != "cpu" and not _IN_CHILD and (found := gpu.cards()):
+        return _in_child(found, base_dir, pairs, out_dir, settings, adapter_name, on_log, base_label)
+    try:
+        return _train(base_dir, pairs, out_dir, settings, adapter_name, on_log, base_label)
+    finally:
+        _free_gpu()  # in this process (a CUDA host without nvidia-smi): give a server the memory back
+
+
+def _free_gpu() -> None:
+    import gc
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+_IN_CHILD = False
+
+
+def _child(
+    queue: Any, card: int, args: tuple[Any, ...]
+) -> None:  # the spawned process: one card, its results on the queue
+    global _IN_CHILD
+    _IN_CHILD = True
+    # before torch first looks for devices; numbered as nvidia-smi numbers them
+    os.environ.update(CUDA_DEVICE_ORDER="PCI_BUS_ID", CUDA_VISIBLE_DEVICES=str(card))
+    try:
+        base_dir, pairs, out_dir, settings, adapter_name, base_label = args
+        manifest = _train(
+            base_dir,
+            pairs,
+            out_dir,
+            settings,
+            adapter_name,
+            lambda s, t, loss: queue.put(("log", s, t, loss)),
+            base_label,
+        )
+        queue.put(("done", manifest.model_dump_json()))
+    except BaseException as e:  # noqa: BLE001  # reported to the parent, which raises it
+        queue.put(("error", type(e).__name__, str(e)))
+
+
+def _in_child(
+    found: list[gpu.Card],
+    base_dir: Path,
+    pairs: Sequence[tuple[str, str]],
+    out_dir: Path,
+    settings: TrainSettings,
+    adapter_name: str,
+    on_log: Callable[[int, int, float], None] | None,
+    base_label: str | None,
+) -> Manifest:
+    import multiprocessing
+    import queue as queues
+
+    from bcomc_dagster.files import home
+
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no CUDA state inherited
+    q = ctx.Queue()
+    allocator = gpu.Allocator(home() / "gpus", found)
+    card = allocator.acquire("finetune")
+    assert card is not None  # found is not empty
+    proc = ctx.Process(
+        target=_child,
+        args=(
+            q,
+            card.index,
+            (Path(base_dir), list(pairs), Path(out_dir), settings, adapter_name, base_label),
+        ),
+    )
+    proc.start()
+    allocator.hand_over(card, "finetune", os.getpid(), proc.pid or 0)
+    try:
+        while True:
+            try:
+                msg = q.get(timeout=5)
+            except queues.Empty:
+                if not proc.is_alive():
+                    raise RuntimeError(
+                        f"finetune: the training process (card {card.index}) died with exit code "
+                        f"{proc.exitcode} before it reported a result"
+                    ) from None
+                continue
+            if msg[0] == "log" and on_log:
+                on_log(*msg[1:])
+            elif msg[0] == "done":
+                return Manifest.model_validate_json(msg[1])
+            elif msg[0] == "error":
+                raise (ValueError if msg[1] == "ValueError" else RuntimeError)(f"finetune: {msg[2]}")
+    finally:
+        proc.join(timeout=30)
+        if proc.is_alive():
+            proc.kill()
+        allocator.release(card, "finetune", proc.pid or 0)
+
+
+def _train(
+    base_dir: Path,
+    pairs: Sequence[tuple[str, str]],
+    out_dir: Path,
+    settings: TrainSettings,
+    adapter_name: str,
+    on_log: Callable[[int, int, float], None] | None = None,
+    base_label: str | None = None,
+) -> Manifest:
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -155,8 +260,15 @@ def finetune(
     steps_per_epoch = math.ceil(len(dataset) / settings.batch_size)
     total_steps = max(1, math.ceil(steps_per_epoch * settings.epochs))
     curve: list[tuple[int, float]] = []
+    clock: dict[str, float] = {}  # the training loop's own time: from the end of its first step
 
     class _Log(TrainerCallback):
+        def on_step_end(
+            self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+        ) -> None:
+            if state.global_step == 1:
+                clock["first_step_end"] = time.monotonic()
+
         def on_log(
             self,
             args: TrainingArguments,
@@ -210,12 +322,18 @@ def finetune(
             torch.cuda.reset_peak_memory_stats()
         t_train = time.monotonic()
         result = trainer.train()
+        t_end = time.monotonic()
+        tokens = settings.epochs * sum(len(r["input_ids"]) for r in dataset)
+        # set-up and the first (warm-up) step left out of the rate: the steps after it, and their tokens
+        steps = max(1, result.global_step)
+        timed = (t_end - clock["first_step_end"], tokens * (steps - 1) / steps) if steps > 1 else None
         hardware = _hardware(
             device,
             precision,
-            params,
-            settings.epochs * sum(len(r["input_ids"]) for r in dataset),
-            time.monotonic() - t_train,
+            _compute_params(model),
+            sum(p.numel() for p in model.parameters() if p.requires_grad),
+            tokens,
+            timed or (t_end - t_train, tokens),
         )
         shutil.rmtree(work / "trainer", ignore_errors=True)
 
@@ -265,29 +383,35 @@ def finetune(
         raise
 
 
-def _hardware(device: str, precision: str, params: int, tokens: float, seconds: float) -> Hardware:
+def _compute_params(model: Any) -> int:
+    """Parameters that cost matrix FLOPs per token: all but the input embedding (a lookup); an output
+    head tied to it still computes, so it counts then."""
+    seen: dict[int, int] = {id(p): p.numel() for p in model.parameters()}
+    emb = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    tied = head is not None and head.weight is emb
+    return sum(seen.values()) - (0 if tied else emb.numel())
+
+
+def _hardware(
+    device: str, precision: str, params: int, trainable: int, tokens: float, timed: tuple[float, float]
+) -> Hardware:
+    """What ran where; tokens/s over the timed steps (``timed``: seconds, tokens), MFU with the LoRA FLOP
+    count (``gpu.lora_flops_per_token``) against the card's own peak at the run's precision."""
     import torch
 
-    rate = tokens / seconds if seconds > 0 else 0.0
+    seconds, timed_tokens = timed
+    rate = timed_tokens / seconds if seconds > 0 else 0.0
     if device == "cuda":
         card = torch.cuda.get_device_name()
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
-        peak = next(
-            (
-                PEAK_TFLOPS[n]
-                for n in sorted(PEAK_TFLOPS, key=len, reverse=True)
-                if n in re.split(r"[\s-]+", card)
-            ),
-            None,
-        )
-        mfu = round(6 * params * rate / (peak * 1e12), 4) if peak else None
         return Hardware(
             device=f"cuda ({card})",
             precision=precision,
             tokens=int(tokens),
             tokens_per_second=round(rate, 1),
             peak_memory_mb=round(peak_mb, 1),
-            mfu=mfu,
+            mfu=gpu.mfu(rate, gpu.lora_flops_per_token(params, trainable), gpu.peak_tflops(card, precision)),
         )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     return Hardware(
