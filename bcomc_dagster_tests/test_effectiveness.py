@@ -171,9 +171,9 @@ def test_effectiveness_compares_each_checkpoint_with_the_live_model():
     md = eff.markdown()
     assert "(checkpoint rejected: the live model stayed)" in md and "promoted" in md
     assert [(r.iteration, r.service) for r in eff.live_regressions] == [(1, "c")]  # 50 -> 25, promoted
-    assert "loses more than 10 points in a promoted checkpoint): missed, 1 times." in md
+    assert "losing more than 10 points in a promoted checkpoint): 1 (the gate judges" in md
     assert (
-        "checkpoint): met."
+        "checkpoint): none (the gate"
         in effectiveness("c", 80, reports, {}, {}, promoted={1: False, 2: False}).markdown()
     )
 

@@ -125,10 +125,11 @@ class Effectiveness(BaseModel):
                 if self.pairs_per_point
                 else "no gain to divide by."
             ),
-            f"No-regression target (no service that passed loses more than {self.regression_margin:g} "
-            "points in a "
-            f"promoted checkpoint): "
-            + (f"missed, {len(self.live_regressions)} times." if self.live_regressions else "met."),
+            f"Drops users saw (a service that passed losing more than {self.regression_margin:g} points in "
+            "a promoted checkpoint): "
+            + (f"{len(self.live_regressions)}" if self.live_regressions else "none")
+            + " (the gate judges drops on the same questions, paired: one flipped question of four is 25 "
+            "points, and no regression).",
             *(
                 [f"Contamination: {self.contaminated_pairs} training pairs resemble an eval question."]
                 if self.contaminated_pairs is not None
