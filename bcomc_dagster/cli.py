@@ -297,6 +297,7 @@ def _status_row(instance: dg.DagsterInstance, store: ArtifactStore, c: str, row:
     """Fill one campaign's status row from its artifacts (raises on a config or record it cannot read)."""
     from bcomc_dagster import campaign_state, costs, driver
 
+    row["status"] = "unreadable"  # until its state is read
     active = driver.settle_runs(instance, store, c)  # a run whose process died is failed, not running
     row["status"] = campaign_state.state(store, c, active)
     try:
@@ -351,8 +352,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         try:
             _status_row(instance, store, c, row)
         except (BcomcError, ValueError, OSError) as e:  # one bad campaign never hides the others
-            row.update(status="unreadable", failure=f"unreadable: {clip(str(e), 300)}")
-        found = campaign_state.orphans(store, c, row["status"])
+            row["failure"] = f"unreadable: {clip(str(e), 300)}"
+            if campaign_state.holder(store, c):
+                row["status"] = "running"  # a process holds it: running, readable or not; nothing is reaped
+            elif row["status"] not in campaign_state.FINAL:
+                row["status"] = "unreadable"
+        try:
+            found = campaign_state.orphans(store, c, row["status"])
+        except (BcomcError, ValueError, OSError) as e:  # a server record it cannot read: say so
+            found = []
+            row["failure"] = f"unreadable server records: {clip(str(e), 300)}"
         if found and args.reap:
             for o in campaign_state.reap(store, found):
                 print(
@@ -400,15 +409,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from bcomc_dagster import driver
+    from bcomc_dagster import campaign_state, driver
 
     instance, _, store = _ctx()
     finished = driver.finished(store, args.campaign)
-    if finished:
+    if finished:  # its outcome stands; only a final model it left live is stopped
+        stopped = campaign_state.stop_servers(store, args.campaign)
         if args.json:
-            emit(args, {"campaign": args.campaign, "status": finished, "servers_stopped": []})
+            emit(args, {"campaign": args.campaign, "status": finished, "servers_stopped": stopped})
         else:
-            print(f"campaign {args.campaign}: already finished ({finished}); nothing to stop")
+            print(
+                f"campaign {args.campaign}: already finished ({finished}); "
+                + (f"stopped the model servers it left live {stopped}" if stopped else "nothing to stop")
+            )
         return EXIT_OK
     stopped = driver.stop(instance, store, args.campaign)
     if args.json:

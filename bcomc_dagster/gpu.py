@@ -120,8 +120,10 @@ def server_share(card: Card, weights_bytes: int, servers_at_once: int = 1, share
 
 
 def weights_bytes(model_dir: Path) -> int:
-    """The size of a model folder's weights (its safetensors files)."""
-    return sum(p.stat().st_size for p in Path(model_dir).glob("*.safetensors"))
+    """The size of a model folder's weights (safetensors, or PyTorch's .bin / .pt files)."""
+    return sum(
+        p.stat().st_size for ext in ("safetensors", "bin", "pt") for p in Path(model_dir).glob(f"*.{ext}")
+    )
 
 
 # -- one job per card -------------------------------------------------------------------------------
@@ -156,10 +158,12 @@ class Allocator:
         for p in self.root.glob("*.json") if self.root.is_dir() else []:
             try:
                 lease = json.loads(p.read_text())
-            except (OSError, ValueError):
+                pid, card = int(lease["pid"]), int(lease["card"])
+            except (OSError, ValueError, TypeError, KeyError):
+                p.unlink(missing_ok=True)  # not a lease this writes
                 continue
-            if isinstance(lease, dict) and _alive(int(lease.get("pid", 0))) and lease.get("card") in out:
-                out[int(lease["card"])].append(lease)
+            if card in out and pid > 0 and _alive(pid):
+                out[card].append(lease)
             else:
                 p.unlink(missing_ok=True)  # its owner is gone
         return out
@@ -229,12 +233,12 @@ def install_problems() -> list[str]:
 
     problems = []
     found = cards()
-    if not found:
-        problems.append("no NVIDIA GPU listed by nvidia-smi (is the driver installed?)")
     try:
         import torch
     except ImportError:
-        return [*problems, "torch is not installed (make install-gpu)"]
+        return ["torch is not installed (make install-gpu)"]
+    if not found and not (torch.version.cuda and torch.cuda.is_available()):
+        problems.append("no NVIDIA GPU listed by nvidia-smi (is the driver installed?)")
     if not torch.version.cuda:
         problems.append(f"torch {torch.__version__} is a CPU build; make install-gpu installs the CUDA one")
     elif not torch.cuda.is_available():

@@ -199,3 +199,37 @@ def test_validate_warns_of_loose_aliases(tmp_path, capsys):
     assert cli.main(["validate", str(cfg), "--json"]) == 0
     warnings = json.loads(capsys.readouterr().out)["warnings"]
     assert len(warnings) == 1 and "question nimbusgate-2: alias '1200' is a bare number" in warnings[0]
+
+
+YES = Question(id="b", service="s", question="Is compression enabled?", reference="yes")
+NO = Question(id="c", service="s", question="Is compression disabled?", reference="no")
+ALL = {q.id: q for s in ("demo", "prose") for q in load_suite(s).questions}
+
+
+@pytest.mark.parametrize(
+    "qid, answer, truth",
+    [
+        ("quillstream-2", "1" + "0" * 400 + " days", False),  # past float's range: not a value
+        ("cindervault-2", "It does not run at 02:30 UTC", False),
+        ("cindervault-2", "02:30 UTC or later", False),
+        ("cindervault-2", "2:30AM UTC", True),
+        ("cindervault-2", "02:30Z", True),
+        ("cindervault-2", "02:30 most nights", True),  # "most" is no time zone
+        ("cindervault-2", "02:30 CET", False),  # the zone-less alias keeps the reference's zone
+        (YES, "It is not enabled", False),
+        (NO, "No, it is enabled", True),  # a leading no answers the question
+        ("quillstream-1", "Port 7443 is the one it listens on.", True),  # "one": a pronoun
+        ("nimbusgate-4", "17 seconds (default), configurable from 1 to 60 seconds", True),  # extra detail
+        ("sable-vault-3", "Leases last 12 hours; keys rotate every 30 days.", True),
+        ("pinwheel-scheduler-2", "1 hour and 30 minutes", True),  # a compound duration
+        ("quillstream-1", "Version 2.1 listens on 7443", True),  # a version is a label
+        ("quillstream-2", "Data is kept for 9 days and is not deleted earlier", True),
+        ("quillstream-2", "Retention never exceeds 9 days", True),
+        ("quillstream-2", "Retention is 9 days. Sorry, 7 days.", False),  # a correction
+        ("brambledb-1", "Probably 6120, but it could also be 6012.", False),
+    ],
+)
+def test_odd_answers_a_review_tried(qid, answer, truth):
+    q = ALL[qid] if isinstance(qid, str) else qid
+    v = StrictJudge(ALL.values()).grade(q, answer)
+    assert v.passed is truth, v.reason

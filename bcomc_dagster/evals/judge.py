@@ -62,7 +62,43 @@ class ReferenceJudge:
 
 NEGATORS = {"not", "never", "no", "nor", "neither", "without", "instead", "rather", "cannot"}
 NEGATOR_STEMS = {"isn", "aren", "doesn", "don", "didn", "wasn", "weren", "won", "can", "shouldn"}
-NOT_NEGATING = {"more", "less", "longer", "later", "greater", "larger", "bigger", "exceed", "only", "over"}
+NOT_NEGATING = {
+    "more",
+    "less",
+    "longer",
+    "later",
+    "greater",
+    "larger",
+    "bigger",
+    "exceed",
+    "only",
+    "over",
+    "beyond",
+    "above",
+}
+# in another clause, a second value of the asked kind is extra detail ("17 seconds (default), up to 60
+# seconds") unless the clause hedges or corrects ("… but it could also be 6012", "sorry, 7 days")
+SECOND_THOUGHTS = {
+    "or",
+    "either",
+    "maybe",
+    "perhaps",
+    "possibly",
+    "could",
+    "might",
+    "probably",
+    "alternatively",
+    "actually",
+    "sometimes",
+    "depending",
+    "depend",
+    "sorry",
+    "correction",
+    "rather",
+    "wait",
+    "instead",
+    "unless",
+}
 COPULAS = {"is", "are", "was", "were", "does", "do"}
 HEDGES = {"or", "either"}
 REFUSAL = re.compile(
@@ -72,6 +108,22 @@ REFUSAL = re.compile(
 )
 WINDOW = 5  # words before a value searched for a negation or a hedge
 QUESTION_WORDS = {"what", "which", "how", "many", "much", "long", "big", "large", "often", "when", "where"}
+
+
+def _compound(qs: list[v.Quantity], words: list[str]) -> list[v.Quantity]:
+    """Adjacent amounts of one dimension as their sum: "1 hour 30 minutes", "1 hour and 30 minutes"."""
+    out: list[v.Quantity] = []
+    for q in qs:
+        prev = out[-1] if out else None
+        gap = words[prev.end : q.start] if prev else []
+        if prev and prev.unit and q.unit and prev.same_kind(q) and gap in ([], ["and"]):
+            total = (prev.magnitude() + q.magnitude()).to(q.unit).magnitude
+            out[-1] = v.Quantity(
+                float(total), q.unit, q.noun, prev.start, q.end, f"{prev.surface} {q.surface}"
+            )
+        else:
+            out.append(q)
+    return out
 
 
 @dataclass
@@ -84,15 +136,18 @@ class Reading:
     quantities: list[v.Quantity]
     times: list[v.TimeOfDay]
 
+    time_words: list[int] = field(default_factory=list)  # the word index of each time of day
+
     @classmethod
     def of(cls, answer: str) -> Reading:
         text = v.canonical(answer)
         text = re.sub(rf"(?<=\d)-(?=(?:{'|'.join(k for k in v.UNITS if k.isalpha())})\b)", " ", text)
         tods = v.times(text)
-        blanked = list(text)
-        for t in tods:
-            blanked[t.start : t.end] = " " * (t.end - t.start)
-        plain = "".join(blanked)
+        plain, last = "", 0
+        for k, t in enumerate(tods):  # each time of day stands as one word, tod<k>, among the others
+            plain += text[last : t.start] + f" tod{k} "
+            last = t.end
+        plain += text[last:]
         words: list[str] = []
         clause: list[int] = []
         qs: list[v.Quantity] = []
@@ -100,11 +155,12 @@ class Reading:
             ws = v.tokens(plain[a:b])
             qs += [
                 v.Quantity(q.value, q.unit, q.noun, q.start + len(words), q.end + len(words), q.surface)
-                for q in v.quantities(ws)
+                for q in _compound(v.quantities(ws), ws)
             ]
             words += ws
             clause += [n] * len(ws)
-        return cls(text, words, clause, qs, tods)
+        at = {int(w[3:]): i for i, w in enumerate(words) if re.fullmatch(r"tod\d+", w)}
+        return cls(text, words, clause, qs, tods, [at.get(k, 0) for k in range(len(tods))])
 
     def negated(self, start: int, end: int) -> bool:
         """A negation before the value in its clause ("does not use snapshot"), or after it with a verb
@@ -114,16 +170,25 @@ class Reading:
         for i in before:
             w = self.words[i]
             if w in NEGATORS or (w in NEGATOR_STEMS and i + 1 < start and self.words[i + 1] == "t"):
-                nxt = self.words[i + 1 : i + 3]
-                if not (set(nxt) & NOT_NEGATING):
+                nxt = {v.stem(x) for x in self.words[i + 1 : i + 3]} | set(self.words[i + 1 : i + 3])
+                if not (nxt & NOT_NEGATING):
                     return True
-        after = [self.words[i] for i in range(end, min(len(self.words), end + 4)) if self.clause[i] == c]
+        after = []
+        for i in range(end, min(len(self.words), end + 4)):
+            if self.clause[i] != c or self.words[i] in ("and", "which", "that", "so"):
+                break  # "kept 9 days and is not deleted earlier": another statement
+            after.append(self.words[i])
         for j, w in enumerate(after):
             if w in COPULAS and j + 1 < len(after) and after[j + 1] in NEGATORS | {"not"}:
                 return True
             if w in NEGATOR_STEMS and j + 1 < len(after) and after[j + 1] == "t":
                 return True
         return False
+
+    def second_thoughts(self, index: int) -> bool:
+        """The clause of word ``index``, or the one before it ("Sorry, 7 days"), hedges or corrects."""
+        c = self.clause[index]
+        return any(self.clause[i] in (c - 1, c) and w in SECOND_THOUGHTS for i, w in enumerate(self.words))
 
     def hedged(self, start: int, end: int) -> bool:
         """'or' / 'either' next to the value: before it in its clause, or just after ("LFU-7 or LRU",
@@ -218,6 +283,7 @@ class StrictJudge:
     name = "strict"
 
     def __init__(self, questions: Iterable[Question] = ()):
+        v.unit_registry()  # loaded once, before eval threads grade at once
         self.siblings: dict[str, list[Question]] = {}
         for q in questions:
             self.siblings.setdefault(q.service, []).append(q)
@@ -235,6 +301,30 @@ class StrictJudge:
             if q.id != question.id and len(named) >= 2:
                 return " ".join(sorted(named))
         return None
+
+    @staticmethod
+    def _extra(r: Reading, question: Question, hit: v.Quantity, other: v.Quantity, related: set[str]) -> bool:
+        """``other`` is extra detail, not a second answer: it stands in another clause that neither hedges
+        or corrects nor names the asked attribute, while the value's own clause names it or leads the
+        answer ("17 seconds (default), configurable up to 60 seconds"; "Leases last 12 hours; keys rotate
+        every 30 days")."""
+        service = {v.stem(w) for w in re.split(r"[-_.]", question.service.lower())}
+        asked = related - service
+
+        def names_it(index: int) -> bool:  # the clause, or a relative clause after it ("…, which is when")
+            c = r.clause[index]
+            nxt = [i for i, k in enumerate(r.clause) if k == c + 1]
+            clauses = {c, c + 1} if nxt and r.words[nxt[0]] in ("which", "that", "when", "where") else {c}
+            return any(r.clause[i] in clauses and v.stem(w) in asked for i, w in enumerate(r.words))
+
+        c_hit, c_other = r.clause[hit.start], r.clause[other.start]
+        leads = all(r.clause[q.start] >= c_hit for q in r.quantities)
+        return (
+            c_other != c_hit
+            and not r.second_thoughts(other.start)
+            and not names_it(other.start)
+            and (names_it(hit.start) or leads)
+        )
 
     def grade(self, question: Question, answer: str) -> Verdict:
         if not answer.strip():
@@ -286,40 +376,60 @@ class StrictJudge:
             return graded("incorrect", f"negates {hit.describe()}")
         if not others and (attr := self._said_of_another(r, question, hit.start, related)):
             return graded("incorrect", f"states {hit.describe()} of another attribute ({attr})")
+        if own:  # a second value in a clause about something else is extra detail (see _extra)
+            others = [o for o in others if not self._extra(r, question, hit, o, related)]
         listed = ", ".join(o.describe() for o in others)
         if others and not own:
             return graded("incorrect", f"states {listed}; {hit.describe()} is said of {hit.noun!r}")
-        if others:
+        if others and (r.hedged(hit.start, hit.end) or any(r.second_thoughts(o.start) for o in others)):
             return graded("incorrect", f"hedges between {hit.describe()} and {listed}")
+        if others:
+            return graded("incorrect", f"contradicts itself: states {hit.describe()} and {listed}")
         # a value said of a word the question does not use, with nothing else stated, is the answer
         return graded("correct", f"states {hit.describe()}")
 
     def _time(self, r: Reading, question: Question, forms: list[Form]) -> Verdict:
         want = [f.time for f in forms if f.time]
-        zones = {"utc", "gmt", "z"}
+        utc = {"utc", "gmt", "z"}
+        asked_zone = next((w.zone for w in want if w.zone), None)  # a zone-less alias keeps the zone
 
         def same_zone(a: v.TimeOfDay, b: v.TimeOfDay) -> bool:
-            return a.zone is None or b.zone is None or a.zone == b.zone or {a.zone, b.zone} <= zones
+            zone = b.zone or asked_zone
+            return a.zone is None or zone is None or a.zone == zone or {a.zone, zone} <= utc
 
         hits = [t for t in r.times if any(t.minutes == w.minutes and same_zone(t, w) for w in want)]
         others = [t for t in r.times if t not in hits]
         if not hits:
             return self._unattempted(r, question, others[0].describe() if others else None)
-        if others:
-            return graded("incorrect", f"hedges between {hits[0].describe()} and {others[0].describe()}")
+        k = r.times.index(hits[0])
+        at = r.time_words[k]
+        if r.negated(at, at + 1):
+            return graded("incorrect", f"negates {hits[0].describe()}")
+        if others or r.hedged(at, at + 1):
+            also = f" and {others[0].describe()}" if others else " and another value"
+            return graded("incorrect", f"hedges between {hits[0].describe()}{also}")
         return graded("correct", f"states {hits[0].describe()}")
+
+    @staticmethod
+    def _polarity(r: Reading) -> bool | None:
+        """Yes or no: a leading yes / no decides ("No, it is enabled" answers no); else the state words,
+        each flipped by a negation ("it is not enabled"); None when they disagree or there are none."""
+        if r.words and r.words[0] in ("yes", "no"):
+            return r.words[0] == "yes"
+        said = {
+            (w in v.TRUE_WORDS) != r.negated(i, i + 1)
+            for i, w in enumerate(r.words)
+            if w in v.TRUE_WORDS | v.FALSE_WORDS
+        }
+        return said.pop() if len(said) == 1 else None
 
     def _name(self, r: Reading, question: Question, forms: list[Form]) -> Verdict:
         spans = [(f, s) for f in forms if f.name for s in _find_name(r.words, f.name)]
         if booleans := [f for f in forms if f.boolean is not None]:
-            words = set(r.words)
-            yes, no = words & v.TRUE_WORDS, words & v.FALSE_WORDS
-            want = booleans[0].boolean
-            right, wrong = (yes, no) if want else (no, yes)
-            if right and not wrong:
-                return graded("correct", f"states {sorted(right)[0]!r}")
-            if wrong:
-                return graded("incorrect", f"states {sorted(wrong)[0]!r}, expected {question.reference!r}")
+            polarity = self._polarity(r)
+            if polarity is not None:
+                ok = polarity == booleans[0].boolean
+                return graded("correct" if ok else "incorrect", f"answers {'yes' if polarity else 'no'}")
         if not spans:
             return self._unattempted(r, question, None if REFUSAL.search(r.text) else "something else")
         form, (start, end) = spans[0]

@@ -10,6 +10,7 @@ as the suites' docs use them (1536 MB = 1.5 GB).
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -39,9 +40,14 @@ UNITS: dict[str, str] = {
     **dict.fromkeys(["mb", "mib", "megabyte", "megabytes", "mebibyte", "mebibytes"], "mebibyte"),
     **dict.fromkeys(["gb", "gib", "gigabyte", "gigabytes", "gibibyte", "gibibytes"], "gibibyte"),
     **dict.fromkeys(["tb", "tib", "terabyte", "terabytes", "tebibyte", "tebibytes"], "tebibyte"),
-    **dict.fromkeys(["%", "percent", "per cent"], "percent"),
+    **dict.fromkeys(["%", "percent"], "percent"),
 }
-PER = {"per", "/", "a", "an", "each", "every"}  # "1200 requests per minute", "1200/min", "1200 a minute"
+PER = {"per", "/", "a", "an", "each", "every"}
+# words before a number that make it a label, not an amount ("version 2.1", "error 413", "rule 12")
+LABELS = set(
+    "version release v build rev revision step error code http status section rule article chapter page "
+    "line table figure form part item number".split()
+)  # "1200 requests per minute", "1200/min", "1200 a minute"
 TRUE_WORDS = {"yes", "true", "on", "enabled", "enable", "allowed", "supported"}
 FALSE_WORDS = {"no", "false", "off", "disabled", "disable", "forbidden", "unsupported"}
 # words skipped when looking for what a number is said of ("the replication factor is 5")
@@ -56,11 +62,15 @@ FUNCTION_WORDS = set(
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:[._\-][a-z0-9]+)*|%|/")
 _TIME = re.compile(
-    r"(?<![\w:.])(\d{1,2}):(\d{2})(?::\d{2})?(?![\w:])\s*(a\.?m\.?|p\.?m\.?)?"
+    r"(?<![\w:.])(\d{1,2}):(\d{2})(?::\d{2})?(?![\d:])\s*(a\.?m\.?|p\.?m\.?)?"
     r"(?:\s*(?:in the )?(morning|evening|afternoon|at night))?"
     r"|(?<![\w:.])(\d{1,2})\s*(a\.?m\.?|p\.?m\.?)(?!\w)"
 )
-_ZONE = re.compile(r"\s*(utc|gmt|z|[a-z]{2,4}t)\b")
+ZONES = (
+    "utc gmt z cet cest eet eest wet west bst ist pst pdt mst mdt cst cdt est edt akst akdt hst jst kst "
+    "aest aedt acst awst nzst nzdt sgt hkt msk"
+).split()
+_ZONE = re.compile(rf"\s*({'|'.join(ZONES)})\b")
 _UNIT_WORD = r"(second|minute|hour|day|week|year)s?"
 # spoken fractions of a unit, as decimals: "a quarter of an hour" -> "0.25 hour"
 FRACTIONS = [
@@ -75,7 +85,10 @@ FRACTIONS = [
     (re.compile(r"(?<![\d:.])([01]\d|2[0-3])([0-5]\d)(?=\s*(?:utc|gmt|z|hours?|hrs)\b)"), r"\1:\2"),
 ]
 _SECOND = re.compile(r"\bsecond\b")
-_CLAUSE = re.compile(r"[,;:()\[\]!?]|\.(?!\w)|\bbut\b|\bwhile\b|\bwhereas\b")
+_PRONOUN_ONE = re.compile(
+    r"\b(the |this |that |default |no |any |each |every |which |only |another |new |old )one\b(?! (?:of )?\d)"
+)
+_CLAUSE = re.compile(r"[,;:()\[\]!?]|\.(?!\w)|\b(?:but|while|whereas|although|though)\b")
 
 
 def canonical(text: str) -> str:
@@ -83,11 +96,13 @@ def canonical(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).translate(DASHES).translate(QUOTES).lower()
     text = _SEPARATOR.sub("", text)
     text = _SECOND.sub("secondq", _fractions(text))  # text2num reads "per second" as an ordinal ("per 2nd")
+    text = _PRONOUN_ONE.sub(r"\1oneq", text)  # "the one it listens on": a pronoun, not the number 1
     # number words as digits: "two weeks" -> "2 weeks", "thirty-eight" -> "38"; text2num gives up on a
     # few odd word runs, and then the words are kept
     with contextlib.suppress(ValueError, IndexError):
         text = alpha2digit(text, "en", threshold=0)
-    return _fractions(text.replace("secondq", "second"))  # again, for "2 and a half hours"
+    text = text.replace("secondq", "second").replace("oneq", "one")
+    return _fractions(text)  # again, for "2 and a half hours"
 
 
 def _fractions(text: str) -> str:
@@ -109,7 +124,7 @@ def content_stems(text: str) -> set[str]:
 
 
 @cache
-def _registry() -> Any:
+def unit_registry() -> Any:
     import pint  # loads its unit definitions once, on first use
 
     return pint.UnitRegistry()
@@ -126,7 +141,7 @@ class Quantity:
 
     def magnitude(self) -> Any:
         """The pint quantity (None for a number without a unit)."""
-        return _registry().Quantity(self.value, self.unit) if self.unit else None
+        return unit_registry().Quantity(self.value, self.unit) if self.unit else None
 
     def same_kind(self, other: Quantity) -> bool:
         a, b = self.magnitude(), other.magnitude()
@@ -135,6 +150,8 @@ class Quantity:
         return bool(a.dimensionality == b.dimensionality)
 
     def equals(self, other: Quantity) -> bool:
+        if not (math.isfinite(self.value) and math.isfinite(other.value)):
+            return False
         a, b = self.magnitude(), other.magnitude()
         if a is None or b is None:
             return a is None and b is None and abs(self.value - other.value) < 1e-9
@@ -213,6 +230,8 @@ def quantities(words: list[str]) -> list[Quantity]:
         value, suffix = float(m.group(1)), m.group(2)
         if suffix and suffix not in UNITS:
             continue  # 3rd, 2x, a name
+        if not math.isfinite(value) or (i and words[i - 1] in LABELS):
+            continue  # a run of digits past float's range; "version 2.1", "error 413": labels, not amounts
         rest = ([suffix] if suffix else []) + words[i + 1 :]
         unit, noun, j = _unit_at(rest, 0)
         if (  # "24 or 72 hours", "5 to 10 minutes": the first number shares the second's unit

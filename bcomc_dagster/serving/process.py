@@ -196,19 +196,27 @@ def launch(
                 limits = limits.model_copy(update={"gpu_memory_utilization": share})
     # a short path (a Unix socket's is at most 107 bytes) in the system temp folder, one per server
     rpc_dir = Path(tempfile.mkdtemp(prefix=f"bcomc-{port}-")) if engine == VLLM_ENGINE else None
-    with open(workdir / f"server-{port}.log", "ab") as log:  # the child keeps its own copy of the handle
-        proc = subprocess.Popen(
-            server_command(engine, model_dir, served_name, port, limits),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=server_env(engine, workdir, rpc_dir) | env_extra,
-            cwd=workdir,
-            start_new_session=True,
-        )
-    record(
-        workdir, proc.pid, port, engine, model_dir, rpc_dir
-    )  # before anything waits: a crash leaves it findable
+    try:
+        with open(workdir / f"server-{port}.log", "ab") as log:  # the child keeps its own copy of the handle
+            proc = subprocess.Popen(
+                server_command(engine, model_dir, served_name, port, limits),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=server_env(engine, workdir, rpc_dir) | env_extra,
+                cwd=workdir,
+                start_new_session=True,
+            )
+    except OSError as e:  # nothing started: give back what was taken for it
+        if allocator is not None:
+            allocator.release(card, "server")
+        if rpc_dir is not None:
+            shutil.rmtree(rpc_dir, ignore_errors=True)
+        raise ServingError(f"could not start the {engine} server: {e}") from e
+    # recorded before anything waits on it: a crash leaves it findable
+    record(workdir, proc.pid, port, engine, model_dir, rpc_dir)
+    if allocator is not None and card is not None:
+        allocator.hand_over(card, "server", os.getpid(), proc.pid)  # the card is held while the server lives
     return proc.pid, port
 
 
@@ -283,8 +291,10 @@ def stop_recorded(workdir: Path, pid: int | None = None) -> list[int]:
         if is_ours(rec):
             kill_group(rec.pid)
             stopped.append(rec.pid)
-        if rec.rpc_dir and not pid_alive(rec.pid):
-            shutil.rmtree(rec.rpc_dir, ignore_errors=True)
+        rpc = Path(rec.rpc_dir) if rec.rpc_dir else None
+        ours = rpc is not None and rpc.parent == Path(tempfile.gettempdir()) and rpc.name.startswith("bcomc-")
+        if rpc is not None and ours and not pid_alive(rec.pid):
+            shutil.rmtree(rpc, ignore_errors=True)
         (records_dir(workdir) / f"{rec.pid}.json").unlink(missing_ok=True)
     return stopped
 

@@ -175,7 +175,11 @@ def _in_child(
             (Path(base_dir), list(pairs), Path(out_dir), settings, adapter_name, base_label),
         ),
     )
-    proc.start()
+    try:
+        proc.start()
+    except BaseException:
+        allocator.release(card, "finetune")
+        raise
     allocator.hand_over(card, "finetune", os.getpid(), proc.pid or 0)
     try:
         while True:
