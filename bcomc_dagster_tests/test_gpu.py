@@ -206,3 +206,26 @@ def test_the_install_check_says_what_is_missing(monkeypatch):
     monkeypatch.setenv("CC", "no-such-compiler")
     monkeypatch.setattr(gpu.shutil, "which", lambda name: None)
     assert any("no C compiler" in p for p in gpu.install_problems())
+
+
+def test_make_install_keeps_a_gpu_install_a_gpu_install(tmp_path):
+    """A venv that `make install-gpu` touched is reinstalled as a GPU one, even after a failed proof."""
+    root = Path(__file__).resolve().parents[1]
+    venv = tmp_path / "venv"
+    venv.mkdir()
+
+    def plan() -> str:
+        return subprocess.run(
+            ["make", "-n", "--no-print-directory", "-C", str(root), f"VENV={venv}", "install"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    cpu = plan()
+    assert "'.[test,vllm]'" in cpu and "-m bcomc_dagster.gpu" not in cpu
+    (venv / ".gpu-host").touch()  # install-gpu started here once (its proof may have failed since)
+    out = plan()
+    assert (
+        "-m bcomc_dagster.gpu" in out and "'.[test,vllm]'" not in out and "PIP_CONFIG_FILE=/dev/null" in out
+    )

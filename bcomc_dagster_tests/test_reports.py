@@ -255,3 +255,14 @@ def test_a_failed_stage_exits_with_what_failed(cause, code):
     from bcomc_dagster.errors import StageFailed
 
     assert cli.exit_code(StageFailed("x", cause=cause)) == code
+
+
+def test_the_eval_report_asset_shows_answers_to_check_and_grades(campaign):
+    from bcomc_dagster.defs.metadata import report_metadata
+
+    md = report_metadata(campaign.report("c", 2), 2, None, campaign.report("c", 0))
+    table = md["answers_to_check"].value
+    assert "| service | question | reference | base answer | base grade | answer | grade |" in table
+    assert "| a | q a 0? | r | x | incorrect | r | correct |" in table
+    assert md["grades"].value == {"correct": 7, "incorrect": 1} and md["compared_with_iteration"] == 1
+    assert md["decided_pass_rate"].value == 87.5
