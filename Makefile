@@ -81,7 +81,7 @@ lint: install
 	$(VENV)/bin/mypy
 
 test: install browser services lint
-	$(VENV)/bin/pytest -q -m "not paid"
+	$(VENV)/bin/pytest -q -m "not paid" --durations=15
 
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not server and not slow and not paid"
