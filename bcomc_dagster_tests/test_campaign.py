@@ -342,6 +342,6 @@ def test_a_judge_added_from_outside_the_package_grades_a_campaign(env):
     finally:
         registries.JUDGES.remove("length")
     with pytest.raises(
-        InputError, match=r"judge: unknown judge 'length'; expected one of \['reference', 'llm'\]"
+        InputError, match=r"judge: unknown judge 'length'; expected one of \['strict', 'reference', 'llm'\]"
     ):
         parse_config({"judge": "length"})

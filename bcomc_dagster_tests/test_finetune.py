@@ -46,7 +46,7 @@ def test_empty_dataset_is_refused(tiny_base, tmp_path):
 def test_device_and_precision_follow_the_hardware(monkeypatch):
     import torch
 
-    from bcomc_dagster.training.finetune import GPU_MIN_PARAMS, choose_device, choose_precision
+    from bcomc_dagster.training.hardware import GPU_MIN_PARAMS, choose_device, choose_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on CI's machine, also on a GPU host
 

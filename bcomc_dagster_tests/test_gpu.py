@@ -72,7 +72,7 @@ def test_mfu_counts_lora_flops_not_full_training():
 def test_the_compute_parameters_leave_out_the_input_embedding(tiny_base):
     from transformers import AutoModelForCausalLM
 
-    from bcomc_dagster.training.finetune import _compute_params
+    from bcomc_dagster.training.hardware import compute_params as _compute_params
 
     model = AutoModelForCausalLM.from_pretrained(tiny_base)
     total = sum(p.numel() for p in model.parameters())
@@ -109,7 +109,7 @@ def test_one_job_per_card_and_a_dead_owner_frees_its_card(tmp_path, caplog):
 
 
 def test_a_gpu_torch_cannot_use_is_said_once(monkeypatch, caplog):
-    from bcomc_dagster.training.finetune import choose_device
+    from bcomc_dagster.training.hardware import choose_device
 
     gpu._warned.clear()
     monkeypatch.setattr(gpu, "cards", lambda: gpu.parse_smi(SMI))

@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import resource
 import shutil
 import tempfile
 import time
@@ -23,12 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from bcomc_dagster import gpu
+from bcomc_dagster.training import child, hardware
 from bcomc_dagster.training.chat import encode_pairs
 from bcomc_dagster.training.manifest import (
-    Device,
-    Hardware,
     Manifest,
-    Precision,
     TrainSettings,
     write_manifest,
 )
@@ -39,43 +35,10 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, TrainerControl, TrainerState, TrainingArguments
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-GPU_MIN_PARAMS = (
-    20_000_000  # device 'auto': below this a model trains faster on the CPU than through CUDA launches
-)
 WARMUP_STEPS, LOG_POINTS = (
     10,
     20,
 )  # warmup: at most 10 steps (a tenth of short runs); about 20 loss points per run
-
-
-def choose_device(want: Device, params: int) -> str:
-    """'cuda' or 'cpu': auto takes CUDA when present for models of GPU_MIN_PARAMS parameters or more."""
-    import torch
-
-    if want == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "finetune.device: 'cuda' asked for, but torch sees no CUDA device here (install the [gpu] "
-            "extra on a GPU host)"
-        )
-    if want == "auto":
-        if not torch.cuda.is_available():
-            gpu.warn_unusable(torch.version.cuda, gpu.cards())  # a card torch cannot use: say so, once
-            return "cpu"
-        return "cuda" if params >= GPU_MIN_PARAMS else "cpu"
-    return want
-
-
-def choose_precision(want: Precision, device: str) -> str:
-    """auto: bf16 on a GPU that has it (fp16 on one that does not), fp32 on the CPU."""
-    import torch
-
-    if want != "auto":
-        if device == "cpu" and want == "fp16":
-            raise ValueError("finetune.precision: 'fp16' needs a GPU; use 'fp32' or 'bf16' on the CPU")
-        return want
-    if device == "cpu":
-        return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
 def _context_length(base_dir: Path) -> int | None:
@@ -103,8 +66,10 @@ def finetune(
     On a host with GPUs (and a device other than 'cpu') training runs in a child process that sees one
     card, leased for it (``gpu.Allocator``): no DataParallel by accident, another job's card left alone,
     and all its GPU memory freed when it exits, before a model server needs it."""
-    if settings.device != "cpu" and not _IN_CHILD and (found := gpu.cards()):
-        return _in_child(found, base_dir, pairs, out_dir, settings, adapter_name, on_log, base_label)
+    if settings.device != "cpu" and not child.IN_CHILD and (found := gpu.cards()):
+        args = (Path(base_dir), list(pairs), Path(out_dir), settings, adapter_name, base_label)
+        result = child.run_on_card(found, "finetune", _on_card, args, on_log)
+        return Manifest.model_validate_json(result)
     try:
         return _train(base_dir, pairs, out_dir, settings, adapter_name, on_log, base_label)
     finally:
@@ -121,88 +86,19 @@ def _free_gpu() -> None:
         torch.cuda.empty_cache()
 
 
-_IN_CHILD = False
-
-
-def _child(
-    queue: Any, card: int, args: tuple[Any, ...]
-) -> None:  # the spawned process: one card, its results on the queue
-    global _IN_CHILD
-    _IN_CHILD = True
-    # before torch first looks for devices; numbered as nvidia-smi numbers them
-    os.environ.update(CUDA_DEVICE_ORDER="PCI_BUS_ID", CUDA_VISIBLE_DEVICES=str(card))
-    try:
-        base_dir, pairs, out_dir, settings, adapter_name, base_label = args
-        manifest = _train(
-            base_dir,
-            pairs,
-            out_dir,
-            settings,
-            adapter_name,
-            lambda s, t, loss: queue.put(("log", s, t, loss)),
-            base_label,
-        )
-        queue.put(("done", manifest.model_dump_json()))
-    except BaseException as e:  # noqa: BLE001  # reported to the parent, which raises it
-        queue.put(("error", type(e).__name__, str(e)))
-
-
-def _in_child(
-    found: list[gpu.Card],
-    base_dir: Path,
-    pairs: Sequence[tuple[str, str]],
-    out_dir: Path,
-    settings: TrainSettings,
-    adapter_name: str,
-    on_log: Callable[[int, int, float], None] | None,
-    base_label: str | None,
-) -> Manifest:
-    import multiprocessing
-    import queue as queues
-
-    from bcomc_dagster.files import home
-
-    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no CUDA state inherited
-    q = ctx.Queue()
-    allocator = gpu.Allocator(home() / "gpus", found)
-    card = allocator.acquire("finetune")
-    assert card is not None  # found is not empty
-    proc = ctx.Process(
-        target=_child,
-        args=(
-            q,
-            card.index,
-            (Path(base_dir), list(pairs), Path(out_dir), settings, adapter_name, base_label),
-        ),
+def _on_card(queue: Any, args: tuple[Any, ...]) -> None:
+    """The spawned process's work (``training.child``): train, stream the loss lines, send the manifest."""
+    base_dir, pairs, out_dir, settings, adapter_name, base_label = args
+    manifest = _train(
+        base_dir,
+        pairs,
+        out_dir,
+        settings,
+        adapter_name,
+        lambda s, t, loss: queue.put(("log", s, t, loss)),
+        base_label,
     )
-    try:
-        proc.start()
-    except BaseException:
-        allocator.release(card, "finetune")
-        raise
-    allocator.hand_over(card, "finetune", os.getpid(), proc.pid or 0)
-    try:
-        while True:
-            try:
-                msg = q.get(timeout=5)
-            except queues.Empty:
-                if not proc.is_alive():
-                    raise RuntimeError(
-                        f"finetune: the training process (card {card.index}) died with exit code "
-                        f"{proc.exitcode} before it reported a result"
-                    ) from None
-                continue
-            if msg[0] == "log" and on_log:
-                on_log(*msg[1:])
-            elif msg[0] == "done":
-                return Manifest.model_validate_json(msg[1])
-            elif msg[0] == "error":
-                raise (ValueError if msg[1] == "ValueError" else RuntimeError)(f"finetune: {msg[2]}")
-    finally:
-        proc.join(timeout=30)
-        if proc.is_alive():
-            proc.kill()
-        allocator.release(card, "finetune", proc.pid or 0)
+    queue.put(("done", manifest.model_dump_json()))
 
 
 def _train(
@@ -243,8 +139,8 @@ def _train(
     # the base model, then (get_peft_model) the peft model wrapping it
     model: PreTrainedModel | PeftModel = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     params = sum(p.numel() for p in model.parameters())
-    device = choose_device(settings.device, params)
-    precision = choose_precision(settings.precision, device)
+    device = hardware.choose_device(settings.device, params)
+    precision = hardware.choose_precision(settings.precision, device)
     if precision in (
         "bf16",
         "fp16",
@@ -331,10 +227,10 @@ def _train(
         # set-up and the first (warm-up) step left out of the rate: the steps after it, and their tokens
         steps = max(1, result.global_step)
         timed = (t_end - clock["first_step_end"], tokens * (steps - 1) / steps) if steps > 1 else None
-        hardware = _hardware(
+        figures = hardware.hardware(
             device,
             precision,
-            _compute_params(model),
+            hardware.compute_params(model),
             sum(p.numel() for p in model.parameters() if p.requires_grad),
             tokens,
             timed or (t_end - t_train, tokens),
@@ -375,7 +271,7 @@ def _train(
             truncated=truncated,
             max_length=max_length,
             merged_dtype=base_dtype,
-            hardware=hardware,
+            hardware=figures,
         )
         write_manifest(work, manifest)
         if out_dir.exists():
@@ -385,43 +281,3 @@ def _train(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-
-
-def _compute_params(model: Any) -> int:
-    """Parameters that cost matrix FLOPs per token: all but the input embedding (a lookup); an output
-    head tied to it still computes, so it counts then."""
-    seen: dict[int, int] = {id(p): p.numel() for p in model.parameters()}
-    emb = model.get_input_embeddings().weight
-    head = model.get_output_embeddings()
-    tied = head is not None and head.weight is emb
-    return sum(seen.values()) - (0 if tied else emb.numel())
-
-
-def _hardware(
-    device: str, precision: str, params: int, trainable: int, tokens: float, timed: tuple[float, float]
-) -> Hardware:
-    """What ran where; tokens/s over the timed steps (``timed``: seconds, tokens), MFU with the LoRA FLOP
-    count (``gpu.lora_flops_per_token``) against the card's own peak at the run's precision."""
-    import torch
-
-    seconds, timed_tokens = timed
-    rate = timed_tokens / seconds if seconds > 0 else 0.0
-    if device == "cuda":
-        card = torch.cuda.get_device_name()
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-        return Hardware(
-            device=f"cuda ({card})",
-            precision=precision,
-            tokens=int(tokens),
-            tokens_per_second=round(rate, 1),
-            peak_memory_mb=round(peak_mb, 1),
-            mfu=gpu.mfu(rate, gpu.lora_flops_per_token(params, trainable), gpu.peak_tflops(card, precision)),
-        )
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    return Hardware(
-        device="cpu",
-        precision=precision,
-        tokens=int(tokens),
-        tokens_per_second=round(rate, 1),
-        peak_memory_mb=round(peak_mb, 1),
-    )
