@@ -128,13 +128,15 @@ def weights_bytes(model_dir: Path) -> int:
 
 # -- one job per card -------------------------------------------------------------------------------
 def _alive(pid: int) -> bool:
+    """The lease's owner still runs (a zombie, dead but not yet reaped, does not)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:  # another user's process: it exists
         return True
-    return True
 
 
 class Allocator:
