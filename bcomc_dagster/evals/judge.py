@@ -26,7 +26,6 @@ from bcomc_dagster.evals.suite import Question
 from bcomc_dagster.text import normalise
 
 Grade = Literal["correct", "incorrect", "not_attempted", "error"]
-GRADES: tuple[Grade, ...] = ("correct", "incorrect", "not_attempted", "error")
 
 
 @dataclass(frozen=True)
