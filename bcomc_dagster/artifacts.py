@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from bcomc_dagster.analysis.analyzer import Analysis
 from bcomc_dagster.config import CampaignConfig, parse_config
 from bcomc_dagster.datagen import dataset
+from bcomc_dagster.datagen.coordinator import GenerationResult
 from bcomc_dagster.datagen.schema import QAPair
 from bcomc_dagster.errors import InputError, PredecessorMissing, field_errors
 from bcomc_dagster.evals.report import EvalReport
@@ -166,6 +167,13 @@ class ArtifactStore:
         if iteration < 1:
             return []
         return dataset.read_jsonl(self.require(campaign, iteration, DATASET, "the training dataset"))
+
+    def generation(self, campaign: str, iteration: int) -> GenerationResult | None:
+        """What the generate stage of ``iteration`` asked, made and delivered (its pairs are in
+        ``GENERATED``), once it ran."""
+        if not self.has(campaign, iteration, GENERATION):
+            return None
+        return self._typed(GenerationResult, campaign, iteration, GENERATION, "the generation record")
 
     def checkpoint(self, campaign: str, iteration: int) -> Path:
         return self.require(campaign, iteration, CHECKPOINT, "the checkpoint")

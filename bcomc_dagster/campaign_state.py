@@ -31,7 +31,7 @@ from bcomc_dagster import registries
 from bcomc_dagster.analysis.effectiveness import Effectiveness, effectiveness
 from bcomc_dagster.artifacts import ArtifactStore
 from bcomc_dagster.config import CampaignConfig
-from bcomc_dagster.datagen import quality
+from bcomc_dagster.datagen import dataset, quality
 from bcomc_dagster.errors import BcomcError, InputError, PredecessorMissing
 from bcomc_dagster.evals.report import EvalReport
 from bcomc_dagster.evals.suite import load_suite
@@ -138,6 +138,18 @@ def last_failure(store: ArtifactStore, campaign: str) -> Failure | None:
 
 
 # -- data and effectiveness -----------------------------------------------------------------------
+def requests_made(store: ArtifactStore, campaign: str, iteration: int) -> dict[str, int]:
+    """Generator calls made per service up to ``iteration``: where the next round's variants start, so
+    that no iteration asks a fact again in a wording it was asked before."""
+    made: dict[str, int] = {}
+    for i in range(1, iteration + 1):
+        if (g := store.generation(campaign, i)) is not None:
+            for service, n in g.requested.items():
+                made[service] = made.get(service, 0) + n
+    rows = dataset.rows_by_service(store.dataset(campaign, iteration))  # a dataset made elsewhere
+    return {s: max(made.get(s, 0), rows.get(s, 0)) for s in made.keys() | rows.keys()}
+
+
 def eval_index(cfg: CampaignConfig) -> quality.EvalIndex:
     """Every eval question, held out or not: no training question may resemble any of them."""
     q = cfg.quality
@@ -183,6 +195,11 @@ def effectiveness_of(store: ArtifactStore, campaign: str) -> Effectiveness:
         contaminated,
         dropped,
         promoted,
+        pairs_asked={
+            i: sum(g.asked.values())
+            for i in by_iteration
+            if i > 0 and (g := store.generation(campaign, i)) is not None and g.asked
+        },
     )
 
 

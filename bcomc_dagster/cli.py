@@ -144,12 +144,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _launch(args: argparse.Namespace, config_path: Path, drive: bool, prefix: str) -> int:
+def _launch(
+    args: argparse.Namespace, config_path: Path, drive: bool, prefix: str, suite: str | None = None
+) -> int:
     from bcomc_dagster import driver
     from bcomc_dagster.config import check_base, check_docs, load_config
     from bcomc_dagster.reports import campaign as report_page
 
     cfg = load_config(config_path)
+    if suite is not None:  # a demo's settings on another suite of the same docs
+        cfg = cfg.model_copy(update={"eval_suite": suite})
     check_docs(cfg)
     check_base(cfg)
     instance, defs, store = _ctx()
@@ -213,7 +217,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.suite == "prose" and args.model != "bcomc-tiny":
         raise InputError("demo --suite prose: runs on the embedded bcomc-tiny only (drop --model)")
     config = PROSE_DEMO_CONFIG if args.suite == "prose" else DEMO_CONFIGS[args.model]
-    return _launch(args, config, drive=True, prefix="demo" if args.suite == "demo" else "prose")
+    other = args.suite if args.suite not in ("demo", "prose") else None
+    return _launch(args, config, drive=True, prefix=args.suite, suite=other)
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
@@ -479,9 +484,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     s.add_argument(
         "--suite",
-        choices=("demo", "prose"),
+        choices=("demo", "prose", "demo-reworded"),
         default="demo",
-        help="docs with reference lists (demo, default) or written as prose in Markdown, text and HTML",
+        help="docs with reference lists (demo, default), written as prose in Markdown, text and HTML "
+        "(prose), or the demo's docs with every question worded as people ask it (demo-reworded)",
     )
     s.set_defaults(func=cmd_demo)
     s = sub.add_parser("launch", help="validate a config, register the campaign and start it")

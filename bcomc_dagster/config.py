@@ -74,6 +74,21 @@ class DatagenConfig(_Strict):
     dataset_type: Literal["qa-grounded"] = Field("qa-grounded", description="Shape of the generated data.")
     prompt_config: PromptConfig = Field(default_factory=PromptConfig)
     max_retries: int = Field(2, ge=0, le=10, description="Retries of a failing service before it is skipped.")
+    top_up_rounds: int = Field(
+        3,
+        ge=0,
+        le=20,
+        description="When a service's pairs that pass the quality filters (duplicates, contamination, "
+        "validation, grounding) fall short of what was asked, ask again in new phrasings, facts and "
+        "passages, up to this many more rounds; the stage reports asked, delivered and dropped by reason, "
+        "and warns when a service got less than half.",
+    )
+    lexicon: str | None = Field(
+        None,
+        description="A TOML file that extends the embedded generator's lexicon (kinds of value, "
+        "situations, synonyms and question templates; the shipped one is "
+        "bcomc_dagster/datagen/lexicon.toml): its kinds are tried first, its questions added.",
+    )
     concurrency: int = Field(8, ge=1, le=256, description="Worker calls in flight at once.")
     rehearsal_share: float = Field(
         0.25,
@@ -156,6 +171,14 @@ class FinetuneConfig(_Strict):
         "teaches new facts too slowly at tens of pairs per service); bcomc-tiny defaults to 0.003.",
     )
     batch_size: int = Field(16, ge=1, le=4096)
+    min_steps: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="Fewest optimizer steps: when `epochs` over a small dataset make fewer, training "
+        "runs more passes until it makes this many, so that the training budget follows the data. "
+        "0: epochs alone decide.",
+    )
     threads: int | None = Field(
         None, ge=1, le=1024, description="CPU threads for training; default: torch's choice."
     )
@@ -588,6 +611,13 @@ def check_docs(cfg: CampaignConfig) -> None:
     from bcomc_dagster.evals.suite import load_suite  # the config module only checks the suite's name
 
     check(load_suite(cfg.eval_suite), cfg.datagen.generator_backend == EMBEDDED, cfg.datagen.passage_tokens)
+    if cfg.datagen.lexicon is not None:
+        from bcomc_dagster.datagen import lexicon
+
+        try:
+            lexicon.load(Path(cfg.datagen.lexicon))
+        except InputError as e:
+            raise InputError(f"datagen.lexicon: {e}") from None
 
 
 def _describe(e: ValidationError, source: str) -> str:

@@ -140,7 +140,8 @@ JUDGES: Registry[Callable[[Env], Judge]] = Registry(
 def _extractive(env: Env) -> Worker:
     from bcomc_dagster.datagen.extractive import ExtractiveWorker
 
-    return ExtractiveWorker()
+    extra = env.cfg.datagen.lexicon
+    return ExtractiveWorker(Path(extra) if extra else None)
 
 
 GENERATORS: Registry[Callable[[Env], Worker]] = Registry("embedded generator", {"extractive": _extractive})

@@ -31,11 +31,12 @@ from bcomc_dagster.datagen import coordinator, dataset, quality
 from bcomc_dagster.datagen.card import dataset_card
 from bcomc_dagster.datagen.llm_worker import synthesize
 from bcomc_dagster.datagen.passages import kind_of, service_title
+from bcomc_dagster.datagen.schema import QAPair
 from bcomc_dagster.errors import BcomcError, InputError, ServingError
 from bcomc_dagster.evals.llm_judge import grounding_verdicts
 from bcomc_dagster.evals.report import EvalReport
 from bcomc_dagster.evals.runner import run_suite
-from bcomc_dagster.evals.suite import load_suite
+from bcomc_dagster.evals.suite import Suite, load_suite
 from bcomc_dagster.loop import Decision, Outcome, Promotion, decide, gate
 from bcomc_dagster.registries import Env
 from bcomc_dagster.serving.deployer import Deployer, Deployment
@@ -169,10 +170,21 @@ def generate_examples(
     cfg = store.config(campaign)
     d = cfg.datagen
     analysis = store.analysis(campaign, iteration)
-    already = dataset.rows_by_service(store.dataset(campaign, iteration - 1))
+    suite = load_suite(cfg.eval_suite)
+    previous = store.dataset(campaign, iteration - 1)
     counts = {s: analysis.datagen_count for s in analysis.datagen_services}
     counts |= {s: analysis.rehearsal_count for s in analysis.rehearsal_services}
     every = _every(sum(counts.values()))
+    # the dataset's own filters, but for the judge's grounding (its verdicts are paid for once, there)
+    screen_cfg = (
+        cfg.quality.model_copy(update={"grounding": "off"})
+        if cfg.quality.grounding == "judge"
+        else cfg.quality
+    )
+    index, names = state.eval_index(cfg), _service_names(suite)
+
+    def screen(pairs: list[QAPair]) -> quality.FilterResult:
+        return quality.filter_pairs(pairs, previous, index, screen_cfg, names)
 
     def on_progress(done: int, n: int) -> None:
         progress.report(f"generate it{iteration}", done, n)
@@ -182,19 +194,23 @@ def generate_examples(
     with costs.metered(store, cfg, campaign, iteration, "generate") as meter:
         env = Env(store, cfg, campaign, meter)
         result = coordinator.generate(
-            load_suite(cfg.eval_suite),
+            suite,
             list(counts),
             counts,
             registries.generator(env),
             campaign,
             iteration,
-            already=already,
+            already=state.requests_made(store, campaign, iteration - 1),
             max_retries=d.max_retries,
             concurrency=d.concurrency,
             prompt_config=d.prompt_config.model_dump(),
             on_progress=on_progress,
             budget=d.passage_tokens,
+            screen=screen,
+            top_up_rounds=d.top_up_rounds,
         )
+        for service, why in result.short.items():
+            log(f"generate: {service} got less than half of what was asked: {why}")
         if d.synthesizer and result.pairs:
             synth = env.client("synthesizer", *d.synthesizer)
             s = synthesize(
@@ -219,13 +235,17 @@ class DatasetSummary(BaseModel):
     card: str
 
 
+def _service_names(suite: Suite) -> dict[str, list[str]]:
+    return {s: [service_title(s, doc, kind_of(suite.doc_file(s)))] for s, doc in suite.docs.items()}
+
+
 def build_dataset(store: ArtifactStore, campaign: str, iteration: int) -> DatasetSummary:
     """Iteration i-1's rows plus this iteration's pairs that pass the quality filters."""
     cfg = store.config(campaign)
     suite = load_suite(cfg.eval_suite)
     previous = store.dataset(campaign, iteration - 1)
     new = dataset.read_jsonl(store.require(campaign, iteration, a.GENERATED, "the generated examples"))
-    names = {s: [service_title(s, doc, kind_of(suite.doc_file(s)))] for s, doc in suite.docs.items()}
+    names = _service_names(suite)
     judged = None
     if cfg.quality.grounding == "judge":
         assert cfg.judge_model is not None  # the config requires it for grounding by the judge

@@ -36,6 +36,15 @@ def stage_lines(store: ArtifactStore, asset: str, campaign: str, iteration: int)
             else ""
         )
         return [f"  failure_analysis: targets {', '.join(a.datagen_services)}{rehearse}"]
+    if asset == "generated_examples" and (g := store.generation(campaign, iteration)):
+        asked, delivered = sum(g.asked.values()), sum(g.delivered.values())
+        lines = [
+            f"  generated_examples: {delivered} clean pairs of {asked} asked "
+            f"({sum(g.produced.values())} made in {g.rounds} round(s))"
+        ]
+        lines += [f"    {s} skipped: {why}" for s, why in g.skipped_services.items()]
+        lines += [f"    {s} short: {why}" for s, why in g.short.items()]
+        return lines
     if asset == "training_dataset":
         q = store.read_json(campaign, iteration, QUALITY, "the quality report")
         dropped = ", ".join(f"{k} {v}" for k, v in q["dropped_by_reason"].items() if v) or "none"

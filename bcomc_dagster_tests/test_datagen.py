@@ -157,7 +157,8 @@ def test_learned_services_are_rehearsed_in_new_phrasings(suite, tmp_path):
     assert a.rehearsal_services == ["brambledb", "driftkey"] and a.rehearsal_count == 4
     assert not set(a.rehearsal_services) & set(a.datagen_services)
     result = stages.generate_examples(store, "c", 2, log=lambda s: None)
-    assert result.requested == {**dict.fromkeys(a.datagen_services, 8), "brambledb": 4, "driftkey": 4}
+    assert result.asked == {**dict.fromkeys(a.datagen_services, 8), "brambledb": 4, "driftkey": 4}
+    assert result.delivered == result.asked and not result.short
     old = {p.question for p in first.pairs}
     assert all(p.question not in old for p in result.pairs if p.service == "brambledb")  # new phrasings
     # rehearsal_share 0 turns it off

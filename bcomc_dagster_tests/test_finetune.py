@@ -103,3 +103,11 @@ def test_packing_keeps_every_answer_label_masks_prompts_and_trains_like_padding(
         padded.loss_curve[0][1], rel=1e-3
     )  # the same loss, step for step
     assert packed.final_loss == pytest.approx(padded.final_loss, rel=0.05)
+
+
+def test_a_step_floor_trains_a_small_dataset_longer(tiny_base, tmp_path):
+    """12 rows, batch 4, 1 epoch: 3 steps; min_steps 10 makes it 10 (the budget follows the data)."""
+    settings = TrainSettings(epochs=1, learning_rate=5e-3, batch_size=4, threads=2, min_steps=10)
+    m = finetune(tiny_base, PAIRS, tmp_path / "ckpt", settings, "c-it1")
+    assert m.steps == 10 and m.settings.min_steps == 10
+    assert m.hardware is not None and m.hardware.tokens > 3 * sum(len(q) for q, _ in PAIRS) // 4

@@ -22,6 +22,7 @@ class IterationGain(BaseModel):
     targeted_gain: float | None  # mean change of the targeted services' pass rates vs the previous iteration
     untargeted_gain: float | None
     pairs_added: int
+    pairs_asked: int | None = None  # what the generation plan asked for (pairs_added: what was kept)
     pass_rate_analyzed: float | None = None
     pass_rate_held_out: float | None = None  # unbiased: drives no decision
     promoted: bool = True  # False: the promotion gate rejected the checkpoint; the live model stayed
@@ -95,6 +96,7 @@ class Effectiveness(BaseModel):
                     "targeted gain": g.targeted_gain,
                     "untargeted gain": g.untargeted_gain,
                     "pairs added": g.pairs_added,
+                    **({"pairs asked": g.pairs_asked} if g.pairs_asked is not None else {}),
                     **(
                         {"held out": g.pass_rate_held_out, "whole suite": g.pass_rate_suite}
                         if g.pass_rate_held_out is not None
@@ -182,6 +184,7 @@ def effectiveness(
     dropped_by_reason: dict[str, int] | None = None,
     promoted: dict[int, bool] | None = None,
     regression_margin: float = 10.0,
+    pairs_asked: dict[int, int] | None = None,
 ) -> Effectiveness:
     """``reports`` by iteration (0 = baseline); ``targeted[i]``: the services iteration i generated for;
     ``promoted[i]``: whether the gate kept iteration i's checkpoint live (default: yes)."""
@@ -204,6 +207,7 @@ def effectiveness(
                 targeted_gain=_mean([d for s, d in deltas.items() if s in tgt]),
                 untargeted_gain=_mean([d for s, d in deltas.items() if s not in tgt]),
                 pairs_added=pairs_added.get(i, 0),
+                pairs_asked=(pairs_asked or {}).get(i),
                 pass_rate_analyzed=reports[i].pass_rate_analyzed,
                 pass_rate_held_out=reports[i].pass_rate_held_out,
                 promoted=ok[i],

@@ -1,42 +1,27 @@
 """The embedded generator: grounded, extractive Q&A pairs, one per call, each on one fact of a passage.
 
-It stands behind the same worker interface as the LLM generators: one call, one pair, one passage.
-Several phrasings per fact teach the model the fact rather than one wording.
+It stands behind the same worker interface as the LLM generators: one call, one pair, one passage. The
+question is variant ``n`` of the ways the lexicon asks for the fact (by its kind of value, by the task
+its attribute names, by its attribute in other words): the model learns the fact, not one wording. The
+answer states the fact as the docs do, with its unit.
 """
 
 from __future__ import annotations
 
-from bcomc_dagster.datagen.coordinator import PairRequest
+from pathlib import Path
 
-PHRASINGS = (
-    "What is the {attr} of {svc}?",
-    "What is {svc}'s {attr}?",
-    "Tell me the {attr} of {svc}.",
-    "For {svc}, what is the {attr}?",
-    "Which {attr} does {svc} have?",
-    "{svc}: what is its {attr}?",
-    "I need the {attr} for {svc}.",
-    "Do you know the {attr} of {svc}?",
-    "What {attr} is set for {svc}?",
-    "Give me the {attr} that {svc} uses.",
-    "What's the {attr} in {svc}?",
-    "Please state the {attr} of {svc}.",
-    "Which value is the {attr} of {svc}?",
-    "Look up the {attr} for {svc}.",
-    "In the {svc} documentation, what is the {attr}?",
-    "{svc} has which {attr}?",
-    "Remind me of the {attr} of {svc}.",
-    "What does {svc} use as its {attr}?",
-    "Quick question: what is the {attr} of {svc}?",
-    "The {attr} of {svc} is what?",
-)
+from bcomc_dagster.datagen import lexicon
+from bcomc_dagster.datagen.coordinator import PairRequest
 
 
 class ExtractiveWorker:
-    """Deterministic worker: phrasing ``variant`` of a question about the request's fact."""
+    """Deterministic worker: question ``variant`` of the lexicon's questions about the request's fact."""
 
     name = "extractive"
     needs_facts = True
+
+    def __init__(self, extra_lexicon: Path | None = None):
+        self.lexicon = lexicon.load(extra_lexicon)
 
     def generate(self, request: PairRequest, prompt_config: dict[str, str] | None = None) -> tuple[str, str]:
         fact = request.grounding.fact
@@ -44,8 +29,7 @@ class ExtractiveWorker:
             raise ValueError(
                 f"{request.grounding.passage.id}: the extractive generator needs a fact to ask about"
             )
-        template = PHRASINGS[request.variant % len(PHRASINGS)]
-        question = template.format(attr=fact.attribute, svc=fact.title)
-        question = question[0].upper() + question[1:]
+        questions = self.lexicon.questions(fact, request.peers)
+        question = questions[request.variant % len(questions)]
         answer = f"The {fact.attribute} of {fact.title} is {fact.value}."
         return question, answer

@@ -19,16 +19,26 @@ from bcomc_dagster.llm.client import LLMClient
 from bcomc_dagster.llm.structured import ask_structured, schema_of
 from bcomc_dagster.text import clip
 
-# one style per variant, so that each call on the same passage and fact asks another kind of question
+# one style per variant, so that no two calls on the same passage and fact share a question template
 STYLES = (
     "a direct question",
-    "a question as someone would type it in a hurry",
+    "a question as someone would type it in a hurry, a few words long",
     "a question that mentions the task they are doing",
     "a question that asks to confirm the value",
     "a question phrased as a request",
     "a question that names the documentation",
     "a question from someone new to the service",
     "a question while troubleshooting",
+    "a question that starts with the service's name",
+    "a question that ends with the service's name",
+    "a question that describes what the value is for instead of naming the setting",
+    "a long question that first explains the situation they are in",
+)
+# the generator paraphrases: a question in the docs' own words teaches the docs' wording, not the fact
+PARAPHRASE = (
+    "Word the question the way that person would ask it, in your own words: do not copy the passage's "
+    "sentence or the setting's label; use other words for it (what it does, what it is for, or a "
+    "synonym). "
 )
 # what to ask about, per variant, in a passage that names no fact to ask about
 ANGLES = (
@@ -80,7 +90,7 @@ def pair_request(
         f"Write one question that {persona} would ask, and its answer, using only the {label} passage given. "
         "The answer must be fully supported by the passage: no fact, number or name that the passage does "
         "not "
-        "state. Answer in one sentence that names the service."
+        "state. Answer in one sentence that names the service and states the value with its unit."
     )
     focus = (
         f'{g.fact.attribute}: {g.fact.value} (the passage states: "{g.fact.text}")'
@@ -90,7 +100,7 @@ def pair_request(
     user = (
         f"Service: {g.passage.title}\n{label.capitalize()} passage "
         f'({g.passage.path}):\n"""\n{g.passage.text}\n"""\n'
-        f"Ask about: {focus}\nWrite {STYLES[variant % len(STYLES)]} (variation {variant + 1})."
+        f"Ask about: {focus}\n{PARAPHRASE}Write {STYLES[variant % len(STYLES)]} (variation {variant + 1})."
     )
     return ChatRequest(
         system=system,

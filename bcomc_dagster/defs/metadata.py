@@ -52,6 +52,13 @@ def analysis_metadata(a: Analysis) -> Metadata:
 def generation_metadata(r: GenerationResult, elapsed_s: float) -> Metadata:
     return {
         "pairs": len(r.pairs),
+        "asked": sum(r.asked.values()),
+        "delivered": sum(r.delivered.values()),
+        "rounds": r.rounds,
+        "asked_by_service": dg.MetadataValue.json(r.asked),
+        "delivered_by_service": dg.MetadataValue.json(r.delivered),
+        "dropped_by_service": dg.MetadataValue.json(r.dropped),
+        **({"short_services": dg.MetadataValue.json(r.short)} if r.short else {}),
         "produced_by_service": dg.MetadataValue.json(r.produced),
         "skipped_services": dg.MetadataValue.json(r.skipped_services),
         "attempts": dg.MetadataValue.json(r.attempts),

@@ -158,7 +158,9 @@ def _train(
     max_length = min(settings.max_length, _context_length(base_dir) or settings.max_length)
     dataset, truncated = encode_pairs(tokenizer, pairs, max_length)
     steps_per_epoch = math.ceil(len(dataset) / settings.batch_size)
-    total_steps = max(1, math.ceil(steps_per_epoch * settings.epochs))
+    # the budget follows the data: at least min_steps optimizer steps, however few the rows
+    total_steps = max(1, math.ceil(steps_per_epoch * settings.epochs), settings.min_steps)
+    epochs = total_steps / steps_per_epoch
     curve: list[tuple[int, float]] = []
     clock: dict[str, float] = {}  # the training loop's own time: from the end of its first step
 
@@ -189,7 +191,8 @@ def _train(
         args = TrainingArguments(
             output_dir=str(work / "trainer"),
             per_device_train_batch_size=settings.batch_size,
-            num_train_epochs=settings.epochs,
+            num_train_epochs=epochs,
+            max_steps=total_steps,
             learning_rate=settings.learning_rate,
             lr_scheduler_type="linear",
             warmup_steps=min(WARMUP_STEPS, total_steps // 10),
@@ -223,7 +226,7 @@ def _train(
         t_train = time.monotonic()
         result = trainer.train()
         t_end = time.monotonic()
-        tokens = settings.epochs * sum(len(r["input_ids"]) for r in dataset)
+        tokens = epochs * sum(len(r["input_ids"]) for r in dataset)
         # set-up and the first (warm-up) step left out of the rate: the steps after it, and their tokens
         steps = max(1, result.global_step)
         timed = (t_end - clock["first_step_end"], tokens * (steps - 1) / steps) if steps > 1 else None

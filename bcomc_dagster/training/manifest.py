@@ -26,6 +26,7 @@ class TrainSettings(BaseModel):
     epochs: float = 4
     learning_rate: float = 1e-3
     batch_size: int = 16
+    min_steps: int = 0
     max_length: int = 1024
     seed: int = 0
     threads: int | None = None
