@@ -76,3 +76,19 @@ def test_duplicate_ids(write_suite):
 def test_unknown_suite_lists_builtins():
     with pytest.raises(InputError, match=r"suite 'nope' is neither a built-in suite \(demo"):
         load_suite("nope")
+
+
+def test_a_suite_can_ask_about_a_built_in_suites_docs(tmp_path):
+    """demo-reworded asks the demo's facts in other words, over the demo's own docs (docs_from)."""
+    reworded, demo = load_suite("demo-reworded"), load_suite("demo")
+    assert reworded.docs == demo.docs and len(reworded.questions) == len(demo.questions) == 40
+    assert (reworded.path / reworded.doc_file("quillstream")).is_file()
+    same = {(q.service, q.reference) for q in demo.questions}
+    assert {(q.service, q.reference) for q in reworded.questions} == same  # the same facts...
+    assert not {q.question for q in demo.questions} & {q.question for q in reworded.questions}  # ...reworded
+    (tmp_path / "suite.json").write_text('{"docs_from": "nosuch"}')
+    (tmp_path / "questions.jsonl").write_text(
+        '{"id": "a", "service": "quillstream", "question": "q?", "reference": "1"}\n'
+    )
+    with pytest.raises(InputError, match="docs_from 'nosuch': expected a built-in suite's name"):
+        load_suite(str(tmp_path))

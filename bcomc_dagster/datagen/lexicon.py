@@ -58,15 +58,16 @@ class Lexicon:
         return next(k for k in self.kinds if k.fits(fact))
 
     def questions(self, fact: Fact, peers: tuple[Fact, ...] = ()) -> list[str]:
-        """Every question this lexicon asks of ``fact``, interleaved by source (its kind, the situations
-        its attribute names, its attribute by name) so that the first few already differ in shape;
+        """Every question this lexicon asks of ``fact``, interleaved by source (its attribute by name, its
+        kind, the situations its attribute names) so that the first few already differ in shape;
         ``peers``: the service's other facts (a question naming no attribute needs its kind alone)."""
         kind = self.kind_of(fact)
         alone = not any(self.kind_of(p) == kind for p in peers if _key(p) != _key(fact))
         situations = [
             q for s in self.situations if set(_words(fact.attribute)) & s.attribute for q in s.questions
         ]
-        sources = [list(kind.questions) + (list(kind.alone) if alone else []), situations, list(self.general)]
+        # the docs' own label first, then the kind's and the situations' ways of asking
+        sources = [list(self.general), list(kind.questions) + (list(kind.alone) if alone else []), situations]
         names = self.attributes(fact.attribute)
         fill = {"svc": fact.title, "noun": noun(fact.attribute, kind.head), "unit": unit(fact.value)}
         out: list[str] = []

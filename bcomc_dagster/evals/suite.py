@@ -122,6 +122,12 @@ class SuiteMeta(BaseModel):
     name: str | None = None
     description: str = ""
     domain: str = ""
+    docs_from: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="A built-in suite whose docs this one asks about (its own docs/ then absent): the "
+        "same facts, other questions",
+    )
 
 
 def read_text(path: Path, root: Path) -> str:
@@ -194,10 +200,20 @@ def load_suite(name_or_path: str) -> Suite:
             raise InputError(
                 f"{meta_file}: expected an object with string name, description, domain ({fields})"
             ) from None
-    docs_dir = root / "docs"
+    docs_root = root
+    if meta.docs_from is not None:
+        docs_root = BUILTIN_DIR / meta.docs_from
+        if not (docs_root / "docs").is_dir() or (root / "docs").exists():
+            raise InputError(
+                f"{meta_file}: docs_from {meta.docs_from!r}: expected a built-in suite's name "
+                f"({', '.join(builtin_suites())}) and no docs/ of this suite's own"
+            )
+    docs_dir = docs_root / "docs"
     if not docs_dir.is_dir():
         raise InputError(f"{docs_dir}: missing; a suite needs one documentation file per service")
-    docs, doc_files = _read_docs(docs_dir, root)
+    docs, doc_files = _read_docs(docs_dir, docs_root)
+    if docs_root != root:
+        doc_files = {s: f"../{docs_root.name}/{f}" for s, f in doc_files.items()}
 
     questions_file = root / "questions.jsonl"
     if not questions_file.is_file():
