@@ -75,7 +75,7 @@ def test_a_users_lexicon_extends_the_shipped_one(tmp_path):
         lex.kind_of(fact("brand colour", "teal")).name == "colour"
         and qs[1] == "What shade is Quillstream painted?"
     )
-    assert "What is the brand hue of Quillstream?" in qs
+    assert "I need the brand hue for Quillstream." in qs  # its synonym
     assert lex.kind_of(fact("default port", "8080")).name == "port"  # the shipped kinds still apply
 
 
