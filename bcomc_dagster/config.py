@@ -555,11 +555,16 @@ class CampaignConfig(_Strict):
         suite = self.eval_suite
         if not (BUILTIN_DIR / suite / "questions.jsonl").is_file():
             suite = str(Path(suite).expanduser().resolve())
+        lexicon = self.datagen.lexicon
+        datagen = self.datagen.model_copy(
+            update={"lexicon": str(Path(lexicon).expanduser().resolve()) if lexicon else None}
+        )
         return self.model_copy(
             update={
                 "eval_suite": suite,
                 "model_name": absolute(self.model_name, self.model_backend),
                 "base_weights": absolute(self.base_weights, "local"),
+                "datagen": datagen,
             }
         )
 

@@ -36,7 +36,7 @@ def stage_lines(store: ArtifactStore, asset: str, campaign: str, iteration: int)
             else ""
         )
         return [f"  failure_analysis: targets {', '.join(a.datagen_services)}{rehearse}"]
-    if asset == "generated_examples" and (g := store.generation(campaign, iteration)):
+    if asset == "generated_examples" and (g := store.generation(campaign, iteration)) and g.asked:
         asked, delivered = sum(g.asked.values()), sum(g.delivered.values())
         lines = [
             f"  generated_examples: {delivered} clean pairs of {asked} asked "

@@ -56,11 +56,28 @@ def test_a_fact_is_asked_in_many_ways_not_in_its_attributes_words_alone():
     assert "How long does Quillstream keep data before deleting it?" in days  # a situation
 
 
+@pytest.mark.parametrize(
+    ("attribute", "value", "wrong"),
+    [
+        ("zone limit", "500 zones per account", "Which region does Quillstream run in?"),
+        ("config reload interval", "30 seconds", "Which file holds the configuration for Quillstream?"),
+        ("replication lag", "5 seconds", "How many copies of the data does Quillstream keep?"),
+        ("default chunk size", "8 MB", "What's the largest chunk Quillstream accepts?"),
+        ("audit log location", "/var/q/audit", "Which file do I edit to change Quillstream's settings?"),
+    ],
+)
+def test_a_situation_is_asked_only_of_the_kind_of_value_it_fits(attribute, value, wrong):
+    assert wrong not in lexicon.load().questions(fact(attribute, value))
+
+
 def test_a_question_that_names_no_attribute_is_asked_only_of_a_kind_alone_in_its_service():
     lex = lexicon.load()
     port, other = fact("default port", "7443"), fact("admin port", "7444")
     assert "What port does Quillstream listen on?" in lex.questions(port, (port,))
-    assert "What port does Quillstream listen on?" not in lex.questions(port, (port, other))
+    for q in ("What port does Quillstream listen on?", "What port do I connect to for Quillstream?"):
+        assert q not in lex.questions(port, (port, other))  # two ports: only questions that name theirs
+    both = set(lex.questions(port, (port, other))) & set(lex.questions(other, (port, other)))
+    assert not both  # no question shared by two facts with different answers
 
 
 def test_a_users_lexicon_extends_the_shipped_one(tmp_path):
@@ -87,6 +104,12 @@ def test_a_users_lexicon_extends_the_shipped_one(tmp_path):
         ("[wrong]\n", "unknown section 'wrong'"),
         ("[[kind]]\nname = 'x'\nquestion = []\n", "unknown field(s) ['question']"),
         ("kind = [\n", "not a TOML lexicon"),
+        (
+            "[[kind]]\nname = 'x'\nattribute = 'widget'\n",
+            "[[kind]] 1 (x) attribute: expected a list of words",
+        ),
+        ("general = ['What?']\n", "general: expected a table"),
+        ("[[situation]]\nattribute = ['a']\nkinds = []\n", "[[situation]] 1: unknown field(s) ['kinds']"),
     ],
 )
 def test_a_broken_lexicon_is_refused_naming_the_file_and_entry(tmp_path, text, error):
@@ -154,10 +177,41 @@ def test_generation_tops_up_what_the_filters_would_drop_and_says_so():
         def generate(self, request, prompt_config=None):
             return "What is the default port of Quillstream?", "The default port of Quillstream is 7443."
 
-    r = coordinator.generate(suite, ["quillstream"], 10, Parrot(), "c", 1, screen=screen, top_up_rounds=2)
-    assert r.delivered == {"quillstream": 1} and r.rounds == 3
-    assert "1 clean pairs of 10 asked after 3 round(s)" in r.short["quillstream"]
+    r = coordinator.generate(suite, ["quillstream"], 10, Parrot(), "c", 1, screen=screen, top_up_rounds=5)
+    assert r.delivered == {"quillstream": 1} and r.rounds == 2  # a top-up that adds nothing is the last
+    assert "1 clean pairs of 10 asked after 2 round(s)" in r.short["quillstream"]
     assert r.dropped["quillstream"]["duplicate"] >= 9
+
+
+def test_a_failed_top_up_keeps_the_complete_first_round():
+    """Round 1 is whole; a top-up round that fails leaves it standing, short of its count, not skipped."""
+    suite = load_suite("demo")
+    index = quality.EvalIndex({q.id: q.question for q in suite.questions})
+
+    class FailsLater(ExtractiveWorker):
+        def generate(self, request, prompt_config=None):
+            q, a = super().generate(request, prompt_config)
+            if request.variant >= 2:
+                raise TimeoutError("worker timed out")
+            copied = request.grounding.fact.attribute != "default port"  # all but the port's: dropped
+            return ("Which port does Quillstream listen on by default?" if copied else q), a
+
+    r = coordinator.generate(
+        suite,
+        ["quillstream"],
+        10,
+        FailsLater(),
+        "c",
+        1,
+        max_retries=0,
+        screen=lambda ps: quality.filter_pairs(ps, [], index, quality.QualityConfig()),
+        top_up_rounds=3,
+    )
+    assert not r.skipped_services and r.produced == {"quillstream": 10} and r.delivered == {"quillstream": 2}
+    assert r.short["quillstream"].endswith(
+        "a top-up failed: failed after 1 attempts: TimeoutError: worker timed out"
+    )
+    assert len(r.pairs) == 10 and r.rounds == 2
 
 
 def test_an_llm_generator_is_told_to_paraphrase_in_a_new_style_per_call():

@@ -7,9 +7,9 @@ suite: the same facts in other words (or any suite of the same docs).
 Each campaign runs the model's demo config on ``--suite`` through a real Dagster instance, every
 iteration (target 100 %), with the demo's own gate. Then every iteration's checkpoint (0: the base) is
 served again and asked the ``--check`` suite, graded by the campaign's judge. Prints, per iteration: the
-pass rate on each suite, and the questions lost and gained on each against the previous iteration; then
-how many training rows resemble a check question (a figure that a lenient overlap would inflate). With
-``--suite demo-reworded`` and no ``--check`` it runs the loop on the reworded suite itself. It asserts
+pass rate on each suite (whole suite), and the questions lost and gained on each against the previous
+iteration; then how many training rows resemble a check question (a figure that a lenient overlap would
+inflate). ``--suite demo-reworded --check ''`` runs the loop on the reworded suite itself. It asserts
 nothing.
 """
 
@@ -66,6 +66,8 @@ def ask(store: ArtifactStore, campaign: str, iteration: int, check: str) -> Eval
 def run(model: str, suite: str, check: str | None, iterations: int, tmp: Path) -> dict:
     data = json.loads(DEMO_CONFIGS[model].read_text())
     data |= {"eval_suite": suite, "target_pass_rate": 100, "max_iterations": iterations}
+    # the server stays up after the outcome, so that each iteration is hot-swapped back on, not restarted
+    data["serving"] = data.get("serving", {}) | {"stop_at_end": False}
     os.environ["BCOMC_HOME"] = str(tmp / "home")
     store = ArtifactStore(tmp / "home")
     t0 = time.monotonic()
@@ -112,7 +114,7 @@ def run(model: str, suite: str, check: str | None, iterations: int, tmp: Path) -
         "rows": rows,
         "wall_s": time.monotonic() - t0,
         "overlap": overlap,
-        "served": outcome.final_pass_rate if outcome else None,
+        "served": outcome.suite_pass_rates.get(outcome.final_iteration) if outcome else None,
         "status": outcome.status if outcome else None,
     }
 
@@ -143,7 +145,7 @@ def main() -> None:
                 print(f" {row['check']:>13.1f}% {clg:>11}")
             else:
                 print()
-        print(f"outcome {r['status']}, served {r['served']}, {r['wall_s']:.0f} s", end="")
+        print(f"outcome {r['status']}, served (whole suite) {r['served']}, {r['wall_s']:.0f} s", end="")
         print(f"; training rows resembling a {check} question: {r['overlap']}" if check else "")
 
 

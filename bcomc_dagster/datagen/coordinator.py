@@ -2,7 +2,11 @@
 where the passage states facts, the fact to ask about.
 
 Calls run with bounded concurrency. A service whose calls keep failing is retried up to ``max_retries``
-times, then skipped whole and reported: a partial service is never passed off as complete.
+times, then skipped whole and reported: a partial service is never passed off as complete. Given the
+dataset's filters as a screen, a service whose clean pairs fall short is asked again in new variants.
+
+Over 300 lines: the plan, the fan-out and the top-up rounds share one set of per-service counts (asked,
+requested, made, delivered, dropped), which is what the stage reports.
 """
 
 from __future__ import annotations
@@ -124,7 +128,7 @@ def plan_requests(
     if not units:
         return []
     order = list(units.values())
-    peers = tuple(gs[0].fact for gs in order if gs[0].fact is not None)
+    peers = tuple(g.fact for gs in order for g in gs if g.fact is not None)
     out = []
     for n in range(already, already + count):
         unit, variant = order[n % len(order)], n // len(order)
@@ -164,6 +168,7 @@ def generate(
     want = dict(asked)
     delivered: dict[str, int] = {}
     dropped: dict[str, dict[str, int]] = {}
+    topped_up_failed: dict[str, str] = {}
     rounds = 0
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         for rounds in range(1, top_up_rounds + 2):
@@ -185,19 +190,28 @@ def generate(
                 pool, plan, worker, campaign, iteration, max_retries, prompt_config, on_progress, attempts
             )
             for s, (pairs, failure) in out.items():
-                if failure:
+                if failure and rounds == 1:
                     skipped[s] = failure
                     log.warning("skipping service %s: %s", s, failure)
+                elif failure:  # a top-up failed: the complete first round stands, short of its count
+                    topped_up_failed[s] = failure
                 else:
                     got[s] += pairs
             if screen is None:
                 break
             result = screen([p for s in services if s not in skipped for p in got[s]])
-            delivered = dict(Counter(p.service for p in result.kept))
+            before, delivered = delivered, dict(Counter(p.service for p in result.kept))
             dropped = {}
             for d in result.dropped:
                 dropped.setdefault(d.service, Counter())[d.reason] += 1
-            want = {s: asked[s] - delivered.get(s, 0) for s in services if s not in skipped}
+            want = {
+                s: asked[s] - delivered.get(s, 0)
+                for s in services
+                if s not in skipped
+                and s not in topped_up_failed
+                # a top-up that delivered nothing new will not do better in the next round
+                and (rounds == 1 or delivered.get(s, 0) > before.get(s, 0))
+            }
             if all(n <= 0 for n in want.values()):
                 break
     kept = [s for s in services if s not in skipped]
@@ -207,6 +221,7 @@ def generate(
     short = {
         s: f"{delivered.get(s, 0)} clean pairs of {asked[s]} asked after {rounds} round(s); "
         f"dropped: {dict(dropped.get(s, {})) or 'none'}"
+        + (f"; a top-up failed: {topped_up_failed[s]}" if s in topped_up_failed else "")
         for s in kept
         if delivered.get(s, 0) * 2 < asked[s]
     }

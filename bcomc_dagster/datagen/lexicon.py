@@ -20,7 +20,7 @@ from bcomc_dagster.datagen.facts import Fact
 from bcomc_dagster.errors import InputError
 
 SHIPPED = Path(__file__).with_name("lexicon.toml")
-_FIELDS = frozenset({"svc", "attr", "noun", "unit"})
+_FIELDS = frozenset({"svc", "attr", "noun", "nouns", "unit"})
 _FILLER = frozenset("of for in on the a an per to by".split())
 
 
@@ -45,6 +45,7 @@ class Kind:
 class Situation:
     attribute: frozenset[str]
     questions: tuple[str, ...]
+    kinds: frozenset[str] = frozenset()  # the kinds of value it fits (none: any)
 
 
 @dataclass(frozen=True)
@@ -58,25 +59,43 @@ class Lexicon:
         return next(k for k in self.kinds if k.fits(fact))
 
     def questions(self, fact: Fact, peers: tuple[Fact, ...] = ()) -> list[str]:
-        """Every question this lexicon asks of ``fact``, interleaved by source (its attribute by name, its
-        kind, the situations its attribute names) so that the first few already differ in shape;
-        ``peers``: the service's other facts (a question naming no attribute needs its kind alone)."""
+        """Every question this lexicon asks of ``fact``: first interleaved by source (its attribute by
+        name, its kind, the situations its attribute names) so that the first few already differ in
+        shape, then every other pairing of a template with a name of the attribute. ``peers``: the
+        service's facts; a question that names neither the attribute nor its noun is asked only of a
+        fact alone in its kind (else two facts would share a question and not an answer)."""
         kind = self.kind_of(fact)
-        alone = not any(self.kind_of(p) == kind for p in peers if _key(p) != _key(fact))
+        alone = not any(self.kind_of(p) == kind for p in peers if p.value.lower() != fact.value.lower())
+        words = set(_words(fact.attribute))
         situations = [
-            q for s in self.situations if set(_words(fact.attribute)) & s.attribute for q in s.questions
+            q
+            for s in self.situations
+            if words & s.attribute and (not s.kinds or kind.name in s.kinds)
+            for q in s.questions
         ]
         # the docs' own label first, then the kind's and the situations' ways of asking
-        sources = [list(self.general), list(kind.questions) + (list(kind.alone) if alone else []), situations]
+        sources = [list(self.general), list(kind.questions) + list(kind.alone), situations]
+        sources = [[t for t in src if alone or _names_its_fact(t)] for src in sources]
         names = self.attributes(fact.attribute)
         fill = {"svc": fact.title, "noun": noun(fact.attribute, kind.head), "unit": unit(fact.value)}
+        fill["nouns"] = fill["noun"] if fill["noun"].endswith("s") else ""
         out: list[str] = []
+        seen: set[str] = set()
+
+        def add(template: str, attr: str) -> None:
+            if (q := _fill(template, fill | {"attr": attr})) is not None and q not in seen:
+                seen.add(q)
+                out.append(q)
+
         for i in range(max(map(len, sources))):
             for src in sources:
                 if i < len(src):
-                    attr = names[len(out) % len(names)]
-                    if (q := _fill(src[i], fill | {"attr": attr})) is not None and q not in out:
-                        out.append(q)
+                    add(src[i], names[len(out) % len(names)])
+        for shift in range(1, len(names)):  # then each template with the attribute's other names
+            for i in range(max(map(len, sources))):
+                for src in sources:
+                    if i < len(src):
+                        add(src[i], names[(i + shift) % len(names)])
         return out
 
     def attributes(self, attribute: str) -> list[str]:
@@ -95,8 +114,8 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9][a-z0-9-]*", text.lower())
 
 
-def _key(fact: Fact) -> tuple[str, str]:
-    return fact.attribute, fact.value
+def _names_its_fact(template: str) -> bool:
+    return "{attr}" in template or "{noun}" in template or "{nouns}" in template
 
 
 def noun(attribute: str, head: frozenset[str]) -> str:
@@ -112,7 +131,10 @@ def noun(attribute: str, head: frozenset[str]) -> str:
 def unit(value: str) -> str:
     """The unit word after a value's number ('21 days' -> 'days'), '' for a bare number or a name."""
     m = re.match(r"^[\d.,]+\s*([A-Za-z]+)", value)
-    return m.group(1) if m and m.group(1).lower() not in ("per",) else ""
+    if not m or m.group(1).lower() == "per":
+        return ""
+    word = m.group(1)
+    return word if word.endswith("s") or word.isupper() or len(word) <= 2 else word + "s"  # "how many hours"
 
 
 def _fill(template: str, values: dict[str, str]) -> str | None:
@@ -120,6 +142,8 @@ def _fill(template: str, values: dict[str, str]) -> str | None:
     if any(not values.get(f) for f in needed):
         return None
     text = template.format(**{f: values[f] for f in needed})
+    text = re.sub(r"\b([Aa]) (?=[aeiouAEIOU])", r"\1n ", text)  # "an eviction", not "a eviction"
+    text = re.sub(r"(?<=s)'s\b", "'", text)  # "Kestrel Functions' runtime"
     return text[0].upper() + text[1:]
 
 
@@ -147,12 +171,23 @@ def _check(data: object, source: Path) -> dict[str, object]:
                     f"expected {sorted(_FIELDS)}"
                 )
 
+    def words(where: str, items: object) -> None:
+        if not isinstance(items, list) or not all(isinstance(w, str) and w.strip() for w in items):
+            raise InputError(f"{source}: {where}: expected a list of words")
+
+    for key, shape in (("kind", "[[kind]]"), ("situation", "[[situation]]")):
+        if not isinstance(data.get(key, []), list):
+            raise InputError(f"{source}: {key}: expected an array of tables ({shape})")
+    if not isinstance(data.get("general", {}), dict):
+        raise InputError(f"{source}: general: expected a table ([general] with questions = [...])")
     for i, k in enumerate(data.get("kind", [])):
-        where = f"kind {i + 1}"
+        where = f"[[kind]] {i + 1}"
         if not isinstance(k, dict) or not isinstance(k.get("name"), str):
             raise InputError(f"{source}: {where}: needs a name")
         if extra := set(k) - {"name", "attribute", "value", "head", "questions", "alone"}:
             raise InputError(f"{source}: {where} ({k['name']}): unknown field(s) {sorted(extra)}")
+        for field in ("attribute", "head"):
+            words(f"{where} ({k['name']}) {field}", k.get(field, []))
         templates(f"{where} ({k['name']}) questions", k.get("questions", []))
         templates(f"{where} ({k['name']}) alone", k.get("alone", []))
         if "value" in k:
@@ -163,9 +198,14 @@ def _check(data: object, source: Path) -> dict[str, object]:
                     f"{source}: {where} ({k['name']}) value: not a regular expression: {e}"
                 ) from None
     for i, s in enumerate(data.get("situation", [])):
+        where = f"[[situation]] {i + 1}"
         if not isinstance(s, dict) or not s.get("attribute"):
-            raise InputError(f"{source}: situation {i + 1}: needs attribute words")
-        templates(f"situation {i + 1} questions", s.get("questions", []))
+            raise InputError(f"{source}: {where}: needs attribute words")
+        if extra := set(s) - {"attribute", "kind", "questions"}:
+            raise InputError(f"{source}: {where}: unknown field(s) {sorted(extra)}")
+        words(f"{where} attribute", s["attribute"])
+        words(f"{where} kind", s.get("kind", []))
+        templates(f"{where} questions", s.get("questions", []))
     templates("general questions", data.get("general", {}).get("questions", []))
     syn = data.get("synonyms", {})
     if not isinstance(syn, dict) or not all(
@@ -184,9 +224,16 @@ def _read(path: Path) -> dict[str, object]:
         raise InputError(f"{path}: not a TOML lexicon: {e}") from None
 
 
-@cache
 def load(extra: Path | None = None) -> Lexicon:
-    """The shipped lexicon, with ``extra``'s kinds first and its questions and synonyms added."""
+    """The shipped lexicon, with ``extra``'s kinds first and its questions and synonyms added (read
+    again when a file changes)."""
+    files = (SHIPPED, *([extra.expanduser().resolve()] if extra else []))
+    stamps = tuple(f.stat().st_mtime_ns if f.is_file() else -1 for f in files)
+    return _load(extra.expanduser().resolve() if extra else None, stamps)
+
+
+@cache
+def _load(extra: Path | None, stamps: tuple[int, ...]) -> Lexicon:
     base = _read(SHIPPED)
     more = _read(extra) if extra else {}
     kinds = [*more.get("kind", []), *base.get("kind", [])]  # type: ignore[misc]
@@ -207,7 +254,11 @@ def load(extra: Path | None = None) -> Lexicon:
             for k in kinds
         ),
         situations=tuple(
-            Situation(frozenset(w.lower() for w in s["attribute"]), tuple(s.get("questions", [])))
+            Situation(
+                frozenset(w.lower() for w in s["attribute"]),
+                tuple(s.get("questions", [])),
+                frozenset(s.get("kind", [])),
+            )
             for s in [*more.get("situation", []), *base.get("situation", [])]  # type: ignore[misc]
         ),
         general=tuple(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections import Counter
 from functools import cached_property
@@ -66,7 +67,8 @@ class Suite(BaseModel):
     domain: str = ""
     path: Path
     docs: dict[str, str]  # service -> the doc's text as written
-    doc_files: dict[str, str] = {}  # service -> its file, relative to the suite (docs/<service>.<ext>)
+    doc_files: dict[str, str] = {}  # service -> its file, relative to the suite (docs/<service>.<ext>, or
+    # ../<suite>/docs/<service>.<ext> with docs_from)
     questions: tuple[Question, ...]
 
     @property
@@ -203,17 +205,19 @@ def load_suite(name_or_path: str) -> Suite:
     docs_root = root
     if meta.docs_from is not None:
         docs_root = BUILTIN_DIR / meta.docs_from
-        if not (docs_root / "docs").is_dir() or (root / "docs").exists():
+        if not (docs_root / "docs").is_dir():
             raise InputError(
                 f"{meta_file}: docs_from {meta.docs_from!r}: expected a built-in suite's name "
-                f"({', '.join(builtin_suites())}) and no docs/ of this suite's own"
+                f"({', '.join(builtin_suites())})"
             )
+        if (root / "docs").exists():
+            raise InputError(f"{meta_file}: docs_from is set, and {root / 'docs'} exists too; keep one")
     docs_dir = docs_root / "docs"
     if not docs_dir.is_dir():
         raise InputError(f"{docs_dir}: missing; a suite needs one documentation file per service")
     docs, doc_files = _read_docs(docs_dir, docs_root)
     if docs_root != root:
-        doc_files = {s: f"../{docs_root.name}/{f}" for s, f in doc_files.items()}
+        doc_files = {s: os.path.relpath(docs_root / f, root) for s, f in doc_files.items()}
 
     questions_file = root / "questions.jsonl"
     if not questions_file.is_file():

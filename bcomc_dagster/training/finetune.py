@@ -159,8 +159,10 @@ def _train(
     dataset, truncated = encode_pairs(tokenizer, pairs, max_length)
     steps_per_epoch = math.ceil(len(dataset) / settings.batch_size)
     # the budget follows the data: at least min_steps optimizer steps, however few the rows
-    total_steps = max(1, math.ceil(steps_per_epoch * settings.epochs), settings.min_steps)
-    epochs = total_steps / steps_per_epoch
+    by_epochs = max(1, math.ceil(steps_per_epoch * settings.epochs))
+    total_steps = max(by_epochs, settings.min_steps)
+    floored = total_steps > by_epochs  # the floor decides: max_steps; else epochs, as the Trainer counts
+    epochs = total_steps / steps_per_epoch if floored else settings.epochs
     curve: list[tuple[int, float]] = []
     clock: dict[str, float] = {}  # the training loop's own time: from the end of its first step
 
@@ -192,7 +194,7 @@ def _train(
             output_dir=str(work / "trainer"),
             per_device_train_batch_size=settings.batch_size,
             num_train_epochs=epochs,
-            max_steps=total_steps,
+            max_steps=total_steps if floored else -1,
             learning_rate=settings.learning_rate,
             lr_scheduler_type="linear",
             warmup_steps=min(WARMUP_STEPS, total_steps // 10),
@@ -226,7 +228,10 @@ def _train(
         t_train = time.monotonic()
         result = trainer.train()
         t_end = time.monotonic()
-        tokens = epochs * sum(len(r["input_ids"]) for r in dataset)
+        # rows seen: whole passes, then the batches of the last pass (the last batch of a pass is short)
+        passes, rest = divmod(result.global_step, steps_per_epoch)
+        seen = passes * len(dataset) + min(rest * settings.batch_size, len(dataset))
+        tokens = seen * sum(len(r["input_ids"]) for r in dataset) / len(dataset)
         # set-up and the first (warm-up) step left out of the rate: the steps after it, and their tokens
         steps = max(1, result.global_step)
         timed = (t_end - clock["first_step_end"], tokens * (steps - 1) / steps) if steps > 1 else None
