@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -371,6 +372,59 @@ class LLMConfig(_Strict):
         return v
 
 
+class TrackingConfig(_Strict):
+    """MLflow tracking of a campaign: one experiment, a run for the campaign and one per iteration."""
+
+    enabled: bool | None = Field(
+        None,
+        description="Track the campaign in MLflow (true with no uri: the local store). Default: on when "
+        "uri is given or MLFLOW_TRACKING_URI is set at launch.",
+    )
+    uri: str | None = Field(
+        None,
+        description="MLflow tracking URI (http(s)://, sqlite:///, file:, postgresql://, ...). Default: "
+        "MLFLOW_TRACKING_URI at launch, else a local store under the campaign home "
+        "(sqlite:///$BCOMC_HOME/mlflow/mlflow.db).",
+    )
+    experiment: str | None = Field(None, description="Experiment name; default 'bcomc/<campaign>'.")
+    registered_model: str | None = Field(
+        None, description="Registered model the final model becomes a version of; default the campaign."
+    )
+    log_models: bool = Field(
+        True,
+        description="Log each promoted checkpoint's LoRA adapter as an MLflow model, and register the "
+        "final model as a version.",
+    )
+    request_timeout_s: int = Field(
+        30, ge=1, le=600, description="Timeout in seconds of one request to a tracking server."
+    )
+    request_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a failed request to a tracking server."
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str | None) -> str | None:
+        schemed = v is not None and ("://" in v or v.startswith(("file:", "databricks")))
+        if v is not None and (not v.strip() or not schemed):
+            raise ValueError(
+                "expected an MLflow tracking URI (http://host:5000, sqlite:///mlflow.db, file:/path)"
+            )
+        return v
+
+    def resolved(self, env_uri: str | None) -> TrackingConfig:
+        """On or off, and where, as decided at launch: on when ``uri`` or MLFLOW_TRACKING_URI
+        (``env_uri``) is set, unless ``enabled`` says otherwise; a relative sqlite or file path made
+        absolute."""
+        enabled = bool(self.uri or env_uri) if self.enabled is None else self.enabled
+        uri = (self.uri or env_uri or None) if enabled else self.uri
+        if uri and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).expanduser().resolve())
+        elif uri and uri.startswith("file:") and not uri.startswith("file:/"):
+            uri = Path(uri.removeprefix("file:")).expanduser().resolve().as_uri()
+        return self.model_copy(update={"enabled": enabled, "uri": uri})
+
+
 class CampaignConfig(_Strict):
     model_name: str = Field(
         "bcomc-tiny",
@@ -440,6 +494,9 @@ class CampaignConfig(_Strict):
     datagen: DatagenConfig = Field(default_factory=DatagenConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="MLflow tracking (off unless turned on)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -565,6 +622,7 @@ class CampaignConfig(_Strict):
                 "model_name": absolute(self.model_name, self.model_backend),
                 "base_weights": absolute(self.base_weights, "local"),
                 "datagen": datagen,
+                "tracking": self.tracking.resolved(os.environ.get("MLFLOW_TRACKING_URI")),
             }
         )
 
