@@ -13,7 +13,7 @@ from typing import Any
 
 import dagster as dg
 
-from bcomc_dagster import stages
+from bcomc_dagster import stages, tracking
 from bcomc_dagster.config import DEMO_CONFIG, CampaignConfig
 from bcomc_dagster.defs import launch_schema
 from bcomc_dagster.defs import metadata as md
@@ -73,9 +73,11 @@ def baseline_eval(
     report, dep = stages.baseline(store, context.partition_key, context.log.info)
     context.log.info(f"baseline pass rate {report.pass_rate:.1f}%")
     campaign = context.partition_key
+    tracked = tracking.sync(store, campaign, context.log.warning)
     return dg.MaterializeResult(
         metadata={
             **md.report_metadata(report, 0),
+            **md.tracking_metadata(tracked, 0),
             "server_ready_s": dep.ready_seconds,
             **md.cost_metadata(store, campaign, 0, "eval"),
             **md.progress_plots(store, campaign, 0),
@@ -194,9 +196,11 @@ def eval_report(
     context.log.info(
         f"iteration {i}: pass rate {r.decided_pass_rate:.1f}% (delta {r.improvement_delta or 0:+.1f})"
     )
+    tracked = tracking.sync(store, campaign, context.log.warning)
     return dg.MaterializeResult(
         metadata={
             **md.report_metadata(r, i, store.promotion(campaign, i), store.report(campaign, 0)),
+            **md.tracking_metadata(tracked, i),
             **md.cost_metadata(store, campaign, i, "eval"),
             **md.progress_plots(store, campaign, i),
         }
@@ -223,4 +227,7 @@ def campaign_report(
     store = artifacts.store()
     html, markdown = campaign_report_page.write(store, context.partition_key)
     r = campaign_report_page.collect(store, context.partition_key)
-    return dg.MaterializeResult(metadata=md.report_page_metadata(html, markdown, r))
+    tracked = tracking.sync(store, context.partition_key, context.log.warning)
+    return dg.MaterializeResult(
+        metadata={**md.report_page_metadata(html, markdown, r), **md.tracking_metadata(tracked, None)}
+    )

@@ -18,6 +18,7 @@ from bcomc_dagster.reports.campaign import CampaignReport, figures
 from bcomc_dagster.serving.deployer import Deployment
 from bcomc_dagster.stages import DatasetSummary
 from bcomc_dagster.text import GLIMPSE, clip
+from bcomc_dagster.tracking import Tracked
 from bcomc_dagster.training.manifest import Manifest
 
 Metadata = dict[str, Any]
@@ -251,3 +252,18 @@ def report_page_metadata(html: Path, markdown: Path, r: CampaignReport) -> Metad
         ),
         "cost_usd": dg.MetadataValue.float(r.cost_usd),
     }
+
+
+def tracking_metadata(t: Tracked | None, iteration: int | None) -> Metadata:
+    """Where MLflow holds this step's run (``iteration`` None: the campaign's run); nothing when untracked."""
+    if t is None:
+        return {}
+    run = t.campaign_run if iteration is None else t.iteration_runs.get(iteration, t.campaign_run)
+    out: Metadata = {"mlflow_experiment_id": t.experiment_id, "mlflow_run_id": run}
+    if t.uri.startswith(("http://", "https://")):
+        out["mlflow_run"] = dg.MetadataValue.url(
+            f"{t.uri.rstrip('/')}/#/experiments/{t.experiment_id}/runs/{run}"
+        )
+    if iteration is None and t.model_version:
+        out["mlflow_model_version"] = f"{t.registered_model} v{t.model_version}"
+    return out
