@@ -188,3 +188,24 @@ def test_blocking_check_stops_an_iteration_that_would_train_on_an_eval_question(
         assert len(dataset.read_jsonl(store.path("c-dirty", 1, DATASET))) == 2  # kept for inspection
         assert not store.path("c-dirty", 1, CHECKPOINT).exists()  # fine-tune never ran
         assert not instance.fetch_materializations(dg.AssetKey("checkpoint"), limit=1).records
+
+
+def test_two_facts_asked_alike_are_not_near_duplicates_one_fact_asked_alike_is():
+    def on(fact, q, a):
+        p = pair(q, a=a)
+        return p.model_copy(update={"provenance": p.provenance.model_copy(update={"fact": fact})})
+
+    count = "| Hive count | 1 to 200 | Part A, question 4 |"
+    kind = "| Hive type | National or top bar | Part A, question 5 |"
+    new = [
+        on(count, "What can I put in the hive count field?", "The hive count field is 1 to 200."),
+        on(kind, "What can I put in the hive type field?", "The hive type field is National or top bar."),
+        on(count, "What can I put in the hive count field ?", "The hive count field takes 1 to 200."),
+    ]
+    snippet = "| Hive count | 1 to 200 |\n| Hive type | National or top bar |"
+    new = [
+        p.model_copy(update={"provenance": p.provenance.model_copy(update={"snippet": snippet})}) for p in new
+    ]
+    r = filter_pairs(new, [], EvalIndex({}), CFG.model_copy(update={"grounding": "off"}))
+    assert [p.question for p in r.kept] == [new[0].question, new[1].question]
+    assert [(d.reason, d.question) for d in r.dropped] == [("near_duplicate", new[2].question)]

@@ -44,7 +44,7 @@ class QualityConfig(BaseModel):
         ge=50,
         le=100,
         description="rapidfuzz ratio (0-100) of normalised questions at or above which two pairs of one "
-        "passage are near duplicates.",
+        "passage are near duplicates, unless they were read from two facts and answer differently.",
     )
     decontamination_ngram: int = Field(
         3, ge=1, le=13, description="Word n-gram size for eval-overlap checks."
@@ -189,11 +189,12 @@ def filter_pairs(
     kept: list[QAPair] = []
     dropped: list[Drop] = []
     seen_ids = {r.id for r in previous}
-    by_passage: dict[
-        tuple[str, str], list[str]
-    ] = {}  # near duplicates are looked for among pairs of one passage
+    # near duplicates are looked for among pairs of one passage: (normalised questions, their pairs)
+    by_passage: dict[tuple[str, str], tuple[list[str], list[QAPair]]] = {}
     for r in previous:
-        by_passage.setdefault(_scope(r), []).append(normalise(r.question))
+        qs, ps = by_passage.setdefault(_scope(r), ([], []))
+        qs.append(normalise(r.question))
+        ps.append(r)
 
     def drop(p: QAPair, reason: str, detail: str) -> None:
         dropped.append(Drop(id=p.id, service=p.service, question=p.question, reason=reason, detail=detail))
@@ -223,17 +224,23 @@ def filter_pairs(
             drop(p, "duplicate", "same service, question and answer as an earlier pair")
             continue
         q = normalise(p.question)
-        earlier = by_passage.setdefault(_scope(p), [])
-        near = (
-            process.extractOne(q, earlier, scorer=fuzz.ratio, score_cutoff=cfg.near_duplicate_threshold)
-            if earlier
-            else None
+        earlier, pairs = by_passage.setdefault(_scope(p), ([], []))
+        near = next(
+            (
+                (text, score)
+                for text, score, k in process.extract(
+                    q, earlier, scorer=fuzz.ratio, score_cutoff=cfg.near_duplicate_threshold, limit=None
+                )
+                if _same_fact(p, pairs[k])
+            ),
+            None,
         )
         if near is not None:
             drop(p, "near_duplicate", f"{near[1]:.0f}% like {near[0]!r}")
             continue
         seen_ids.add(p.id)
         earlier.append(q)
+        pairs.append(p)
         kept.append(p)
     return FilterResult(kept=kept, dropped=dropped)
 
@@ -241,6 +248,14 @@ def filter_pairs(
 def _scope(p: QAPair) -> tuple[str, str]:
     """Where near duplicates are looked for: the pair's passage (rows of older datasets: its service)."""
     return p.service, p.provenance.passage or ""
+
+
+def _same_fact(p: QAPair, q: QAPair) -> bool:
+    """Whether two pairs may be one fact asked twice: not when each names the fact it was read from, the
+    facts differ and so do the answers. Two facts asked alike ("the hive count field" and "the hive type
+    field" of a form) are two facts."""
+    a, b = p.provenance.fact, q.provenance.fact
+    return not (a and b and a != b and normalise(p.answer) != normalise(q.answer))
 
 
 def contaminated(rows: list[QAPair], evals: EvalIndex) -> list[dict[str, object]]:
