@@ -9,6 +9,10 @@ Three forms are read, each the way documentation usually states a setting:
   "Marrow Queue's retention period is 9 days.", "Marrow Queue uses Thornleaf as its storage engine.",
   "The batch size defaults to 64."
 
+- form fields (``datagen.dataset_type`` "form-qa"): a table whose header names a field column and an
+  allowed-values column (``| Field | Allowed values | Where it appears |``) gives one fact per field:
+  "<field> field" takes its allowed values, and is found where the table says.
+
 A sentence is taken only where its value reads as a value: a number, a name or identifier, or a short
 phrase that is not a description ("is designed for ...", "is a queue ..."). An LLM generator needs none
 of this: it reads the passage itself; facts only tell it which statement to ask about.
@@ -30,6 +34,11 @@ _NOT_A_VALUE = frozenset(
     "that these those there it its".split()
 )
 _GENERIC_ATTR = frozenset("service it this that which there one".split())
+FORMS = ("fields", "lines", "rows", "sentences")  # what the reader can take
+DEFAULT_FORMS = ("lines", "rows", "sentences")
+_FIELD_COLUMN = re.compile(r"^(?:form\s+)?field(?:\s+name)?$", re.IGNORECASE)
+_VALUES_COLUMN = re.compile(r"\b(?:allowed|accepted|permitted|valid)\b|^(?:values?|entries)$", re.IGNORECASE)
+_WHERE_COLUMN = re.compile(r"\b(?:where|location|appears|box|part|section)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,7 @@ class Fact:
     value: str  # as written, e.g. "45 seconds"
     text: str  # the line, row or sentence that states it
     passage: Passage
+    where: str = ""  # a form field's place on its form ("Part 2, box 5"), where the docs say
 
 
 def _clean(text: str) -> str:
@@ -80,9 +90,40 @@ def _attr_ok(attr: str) -> bool:
     return 0 < len(words) <= 6 and words[-1] not in _GENERIC_ATTR
 
 
-def _table_facts(p: Passage) -> list[tuple[str, str, str]]:
+def _table(p: Passage) -> list[list[str]]:
     rows = [[_clean(c) for c in m.group(1).split("|")] for m in _ROW.finditer(p.text)]
-    rows = [r for r in rows if not all(re.fullmatch(r":?-{2,}:?", c) for c in r if c)]  # the delimiter row
+    return [r for r in rows if not all(re.fullmatch(r":?-{2,}:?", c) for c in r if c)]  # the delimiter row
+
+
+def _field_columns(header: list[str]) -> tuple[int, int, int | None] | None:
+    """(field, allowed values, where) columns of a form's field table, or None when it is not one."""
+
+    def find(rule: re.Pattern[str]) -> int | None:
+        return next((j for j, h in enumerate(header) if rule.search(h)), None)
+
+    name, values, where = find(_FIELD_COLUMN), find(_VALUES_COLUMN), find(_WHERE_COLUMN)
+    if name is None or values is None or name == values:
+        return None
+    return name, values, where if where not in (name, values) else None
+
+
+def _field_facts(p: Passage) -> list[tuple[str, str, str, str]]:
+    """(attribute, allowed values, row, where) of each field of a form's field table."""
+    rows = _table(p)
+    cols = _field_columns(rows[0]) if len(rows) >= 2 else None
+    if cols is None:
+        return []
+    name, values, where = cols
+    out = []
+    for r in rows[1:]:
+        if len(r) == len(rows[0]) and r[name] and r[values]:
+            attr = r[name] if r[name].lower().endswith("field") else f"{r[name]} field"
+            out.append((attr, r[values], "| " + " | ".join(r) + " |", r[where] if where is not None else ""))
+    return out
+
+
+def _table_facts(p: Passage) -> list[tuple[str, str, str]]:
+    rows = _table(p)
     if len(rows) < 2:
         return []
     header, body = rows[0], rows[1:]
@@ -97,24 +138,29 @@ def _table_facts(p: Passage) -> list[tuple[str, str, str]]:
     return out
 
 
-def extract_facts(p: Passage) -> list[Fact]:
-    """Every fact the passage states, in reading order of form: lines, table rows, then sentences."""
-    found: list[tuple[str, str, str]] = [
-        (m.group(1), m.group(2), m.group(0).strip()) for m in _LINE.finditer(p.text)
-    ]
-    found += _table_facts(p)
-    prose = "\n".join(line for line in p.text.splitlines() if not _LINE.match(line) and not _ROW.match(line))
-    patterns = _sentence_patterns(p.title)
-    for sentence in _SENTENCE_END.split(re.sub(r"\s*\n\s*", " ", prose)):
-        s = _clean(sentence)
-        for pat in patterns:
-            if (m := pat.match(s)) and _attr_ok(m["attr"]) and _value_ok(m["value"].strip()):
-                found.append((m["attr"], m["value"].strip(), s))
-                break
+def extract_facts(p: Passage, forms: tuple[str, ...] = DEFAULT_FORMS) -> list[Fact]:
+    """Every fact the passage states in the given ``forms`` (``FORMS``), in reading order of form: form
+    fields, lines, table rows, then sentences. A table read as form fields is not read again as rows."""
+    fields = _field_facts(p) if "fields" in forms else []
+    found = list(fields)
+    if "lines" in forms:
+        found += [(m.group(1), m.group(2), m.group(0).strip(), "") for m in _LINE.finditer(p.text)]
+    if "rows" in forms and not fields:
+        found += [(*row, "") for row in _table_facts(p)]
+    if "sentences" in forms:
+        lines = p.text.splitlines()
+        prose = "\n".join(ln for ln in lines if not _LINE.match(ln) and not _ROW.match(ln))
+        patterns = _sentence_patterns(p.title)
+        for sentence in _SENTENCE_END.split(re.sub(r"\s*\n\s*", " ", prose)):
+            s = _clean(sentence)
+            for pat in patterns:
+                if (m := pat.match(s)) and _attr_ok(m["attr"]) and _value_ok(m["value"].strip()):
+                    found.append((m["attr"], m["value"].strip(), s, ""))
+                    break
     out, seen = [], set()
-    for attr, value, text in found:
+    for attr, value, text, where in found:
         a, v = _clean(attr).lower(), _clean(value).rstrip(".")
         if (a, v) not in seen and _attr_ok(a):
             seen.add((a, v))
-            out.append(Fact(p.service, p.title, a, v, text, p))
+            out.append(Fact(p.service, p.title, a, v, text, p, where))
     return out

@@ -224,22 +224,23 @@ def _read(path: Path) -> dict[str, object]:
         raise InputError(f"{path}: not a TOML lexicon: {e}") from None
 
 
-def load(extra: Path | None = None) -> Lexicon:
-    """The shipped lexicon, with ``extra``'s kinds first and its questions and synonyms added (read
-    again when a file changes)."""
-    files = (SHIPPED, *([extra.expanduser().resolve()] if extra else []))
-    stamps = tuple(f.stat().st_mtime_ns if f.is_file() else -1 for f in files)
-    return _load(extra.expanduser().resolve() if extra else None, stamps)
+def load(*extras: Path | None) -> Lexicon:
+    """The shipped lexicon, with each of ``extras``' kinds first (in order) and their questions and
+    synonyms added (read again when a file changes)."""
+    files = tuple(e.expanduser().resolve() for e in extras if e is not None)
+    stamps = tuple(f.stat().st_mtime_ns if f.is_file() else -1 for f in (SHIPPED, *files))
+    return _load(files, stamps)
 
 
 @cache
-def _load(extra: Path | None, stamps: tuple[int, ...]) -> Lexicon:
+def _load(extras: tuple[Path, ...], stamps: tuple[int, ...]) -> Lexicon:
     base = _read(SHIPPED)
-    more = _read(extra) if extra else {}
-    kinds = [*more.get("kind", []), *base.get("kind", [])]  # type: ignore[misc]
+    more = [_read(e) for e in extras]
+    first = [*more, base]  # kinds and situations: the extras' first
+    kinds = [k for t in first for k in t.get("kind", [])]  # type: ignore[attr-defined]
     synonyms: dict[str, tuple[str, ...]] = {}
-    for table in (base.get("synonyms", {}), more.get("synonyms", {})):
-        for phrase, others in table.items():  # type: ignore[attr-defined]
+    for table in (base, *more):
+        for phrase, others in table.get("synonyms", {}).items():  # type: ignore[attr-defined]
             synonyms[phrase.lower()] = (*synonyms.get(phrase.lower(), ()), *others)
     return Lexicon(
         kinds=tuple(
@@ -259,10 +260,9 @@ def _load(extra: Path | None, stamps: tuple[int, ...]) -> Lexicon:
                 tuple(s.get("questions", [])),
                 frozenset(s.get("kind", [])),
             )
-            for s in [*more.get("situation", []), *base.get("situation", [])]  # type: ignore[misc]
+            for t in first
+            for s in t.get("situation", [])  # type: ignore[attr-defined]
         ),
-        general=tuple(
-            [*base.get("general", {}).get("questions", []), *more.get("general", {}).get("questions", [])]  # type: ignore[attr-defined]
-        ),
+        general=tuple(q for t in (base, *more) for q in t.get("general", {}).get("questions", [])),  # type: ignore[attr-defined]
         synonyms=synonyms,
     )
