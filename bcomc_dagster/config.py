@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bcomc_dagster.datagen import presets
 from bcomc_dagster.datagen.passages import DEFAULT_BUDGET, MIN_BUDGET
 from bcomc_dagster.datagen.quality import QualityConfig
 from bcomc_dagster.errors import InputError
@@ -28,6 +29,8 @@ DEMO_CONFIG = Path(__file__).resolve().parent / "suites" / "demo" / "campaign.js
 DEMO_CONFIGS = {"bcomc-tiny": DEMO_CONFIG, "smollm2-135m": DEMO_CONFIG.with_name("campaign-smollm2.json")}
 # the same loop on documentation written as prose (Markdown, plain text, HTML), with the demo's settings
 PROSE_DEMO_CONFIG = DEMO_CONFIG.parent.parent / "prose" / "campaign.json"
+# five council forms (prose and field tables), generated as the form-qa dataset type
+FORMS_DEMO_CONFIG = DEMO_CONFIG.parent.parent / "forms" / "campaign.json"
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
@@ -39,11 +42,50 @@ class _Strict(BaseModel):
 
 
 class PromptConfig(_Strict):
-    domain: str = Field("", description="What the data is about, e.g. 'cloud services'.")
-    persona: str = Field("", description="Who asks the questions, e.g. 'an SRE on call'.")
-    doc_label: str = Field(
-        "", description="What the documentation is called in prompts, e.g. 'service docs'."
+    """What the generators are told; a field left out (or empty) is the dataset type's preset."""
+
+    domain: str | None = Field(None, description="What the data is about, e.g. 'cloud services'.")
+    persona: str | None = Field(None, description="Who asks the questions, e.g. 'an SRE on call'.")
+    doc_label: str | None = Field(
+        None, description="What the documentation is called in prompts, e.g. 'service docs'."
     )
+    question_styles: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="The styles an LLM generator asks in, one per call on a fact (e.g. 'a question "
+        "while troubleshooting').",
+    )
+    answer_style: str | None = Field(
+        None, description="What an LLM generator is told about the answer (its {answer_style})."
+    )
+    system_template: str | None = Field(
+        None,
+        description="An LLM generator's system prompt; placeholders "
+        f"{sorted('{' + f + '}' for f in presets.SYSTEM_FIELDS)}. Required for dataset_type 'custom'.",
+    )
+    answer_template: str | None = Field(
+        None,
+        description="The embedded generator's answer; placeholders "
+        f"{sorted('{' + f + '}' for f in presets.ANSWER_FIELDS)} ({{section}}: the heading of the passage; "
+        "{where}: ' (Part 2, box 5)' for a form field, else empty). Required for dataset_type 'custom'.",
+    )
+
+    @field_validator("question_styles")
+    @classmethod
+    def _styles(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not all(s.strip() for s in v):
+            raise ValueError("expected non-empty styles")
+        return v
+
+    @field_validator("system_template")
+    @classmethod
+    def _system(cls, v: str | None) -> str | None:
+        return v and presets.check_template(v, presets.SYSTEM_FIELDS)
+
+    @field_validator("answer_template")
+    @classmethod
+    def _answer(cls, v: str | None) -> str | None:
+        return v and presets.check_template(v, presets.ANSWER_FIELDS)
 
 
 def _backend(v: str) -> str:
@@ -72,8 +114,16 @@ class DatagenConfig(_Strict):
     examples_per_service: int = Field(
         50, ge=1, le=10_000, description="Pairs per targeted service per iteration."
     )
-    dataset_type: Literal["qa-grounded"] = Field("qa-grounded", description="Shape of the generated data.")
-    prompt_config: PromptConfig = Field(default_factory=PromptConfig)
+    dataset_type: str = Field(
+        "qa-grounded",
+        description="Shape of the generated data, a preset of prompt_config, question styles, answer "
+        "style and the facts read: "
+        + "; ".join(f"'{p.name}': {p.description}" for p in presets.PRESETS.values())
+        + ".",
+    )
+    prompt_config: PromptConfig = Field(
+        default_factory=PromptConfig, description="Overrides of the dataset type's preset."
+    )
     max_retries: int = Field(2, ge=0, le=10, description="Retries of a failing service before it is skipped.")
     top_up_rounds: int = Field(
         3,
@@ -115,6 +165,30 @@ class DatagenConfig(_Strict):
     _backends = field_validator("generator_backend", "synthesizer_backend")(
         classmethod(lambda cls, v: v and _backend(v))
     )
+
+    @field_validator("dataset_type")
+    @classmethod
+    def _dataset_type(cls, v: str) -> str:
+        if v not in presets.PRESETS:
+            raise ValueError(f"unknown dataset type {v!r}; expected one of {list(presets.DATASET_TYPES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _custom_templates(self) -> DatagenConfig:
+        if self.dataset_type == "custom":
+            missing = [
+                f"datagen.prompt_config.{f}"
+                for f in ("system_template", "answer_template")
+                if not getattr(self.prompt_config, f)
+            ]
+            if missing:
+                raise ValueError(f"{' and '.join(missing)}: required when dataset_type is 'custom'")
+        return self
+
+    @property
+    def prompting(self) -> presets.Prompting:
+        """The dataset type's preset with prompt_config's fields in its place."""
+        return presets.prompting(self.dataset_type, **self.prompt_config.model_dump())
 
     @model_validator(mode="after")
     def _services_in_order(self) -> DatagenConfig:
@@ -673,7 +747,10 @@ def check_docs(cfg: CampaignConfig) -> None:
     from bcomc_dagster.datagen.coordinator import check_docs as check
     from bcomc_dagster.evals.suite import load_suite  # the config module only checks the suite's name
 
-    check(load_suite(cfg.eval_suite), cfg.datagen.generator_backend == EMBEDDED, cfg.datagen.passage_tokens)
+    d = cfg.datagen
+    check(
+        load_suite(cfg.eval_suite), d.generator_backend == EMBEDDED, d.passage_tokens, d.prompting.fact_forms
+    )
     if cfg.datagen.lexicon is not None:
         from bcomc_dagster.datagen import lexicon
 

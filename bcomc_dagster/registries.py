@@ -127,7 +127,7 @@ def _llm_judge(env: Env) -> Judge:
 
     cfg = env.cfg
     assert cfg.judge_model is not None  # the config requires it for the 'llm' judge
-    domain = load_suite(cfg.eval_suite).domain or cfg.datagen.prompt_config.domain or "a software product"
+    domain = load_suite(cfg.eval_suite).domain or cfg.datagen.prompting.domain
     return LLMJudge(env.client("judge", cfg.judge_backend, cfg.judge_model), domain=domain)
 
 
@@ -140,8 +140,8 @@ JUDGES: Registry[Callable[[Env], Judge]] = Registry(
 def _extractive(env: Env) -> Worker:
     from bcomc_dagster.datagen.extractive import ExtractiveWorker
 
-    extra = env.cfg.datagen.lexicon
-    return ExtractiveWorker(Path(extra) if extra else None)
+    extra = env.cfg.datagen.lexicon  # the user's ways of asking first, then the dataset type's
+    return ExtractiveWorker(Path(extra) if extra else None, env.cfg.datagen.prompting.lexicon)
 
 
 GENERATORS: Registry[Callable[[Env], Worker]] = Registry("embedded generator", {"extractive": _extractive})

@@ -203,7 +203,7 @@ def generate_examples(
             already=state.requests_made(store, campaign, iteration - 1),
             max_retries=d.max_retries,
             concurrency=d.concurrency,
-            prompt_config=d.prompt_config.model_dump(),
+            prompt_config=d.prompting,
             on_progress=on_progress,
             budget=d.passage_tokens,
             screen=screen,
@@ -213,9 +213,7 @@ def generate_examples(
             log(f"generate: {service} got less than half of what was asked: {why}")
         if d.synthesizer and result.pairs:
             synth = env.client("synthesizer", *d.synthesizer)
-            s = synthesize(
-                synth, result.pairs, d.prompt_config.model_dump(), d.synthesis_batch_size, d.concurrency
-            )
+            s = synthesize(synth, result.pairs, d.prompting, d.synthesis_batch_size, d.concurrency)
             kept_raw = f"; {len(s.failed_batches)} batches kept raw" if s.failed_batches else ""
             log(f"synthesis: {s.rewritten}/{len(result.pairs)} pairs rewritten by {synth.label}{kept_raw}")
             synthesis = s.model_copy(update={"pairs": []}).model_dump()

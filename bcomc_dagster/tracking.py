@@ -10,6 +10,9 @@ model; the final model is registered as a version of the campaign's registered m
 ``sync`` brings MLflow up to date with what the store holds: an iteration logged from the same eval report
 is left alone, a re-run one (a backfill) replaces its run. It never fails a stage: a tracking error is
 logged once and the stage goes on.
+
+Over 300 lines on purpose: it is the one map from the store's records to MLflow's runs, metrics,
+artifacts and models; split, a figure's path from record to metric would span modules.
 """
 
 from __future__ import annotations

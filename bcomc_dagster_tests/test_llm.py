@@ -7,7 +7,7 @@ import time
 import pytest
 
 from bcomc_dagster.analysis.llm_analyzer import llm_analyze
-from bcomc_dagster.datagen import coordinator
+from bcomc_dagster.datagen import coordinator, presets
 from bcomc_dagster.datagen.llm_worker import LLMWorker, pair_request, synthesize
 from bcomc_dagster.evals.llm_judge import LLMJudge
 from bcomc_dagster.evals.runner import EvalIncomplete, run_suite
@@ -67,7 +67,9 @@ def client(server, backend, model="claude-3-5-haiku", meter=None, cache=None, **
 
 
 def a_request():
-    return pair_request(REQUEST, {"domain": "cloud", "persona": "an SRE", "doc_label": "service docs"})
+    return pair_request(
+        REQUEST, presets.prompting("qa-grounded", domain="cloud", persona="an SRE", doc_label="service docs")
+    )
 
 
 # -- providers on the wire --------------------------------------------------------------------------

@@ -184,7 +184,10 @@ def test_launchpad_default_is_the_documented_demo_campaign(tmp_path, monkeypatch
         assert job.execute_in_process(
             instance=instance, partition_key="ui"
         ).success  # the default, as the launchpad has it
-        assert ArtifactStore(tmp_path).config("ui") == parse_config(json.loads(DEMO_CONFIG.read_text()))
+        assert (
+            ArtifactStore(tmp_path).config("ui")
+            == parse_config(json.loads(DEMO_CONFIG.read_text())).resolved()
+        )
         other = {"ops": {"campaign_config": {"config": {"max_iterations": 9}}}}
         res = job.execute_in_process(
             instance=instance, partition_key="ui", run_config=other, raise_on_error=False

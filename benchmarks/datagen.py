@@ -116,11 +116,14 @@ def main() -> None:
 
     # cost of the plan's volume at the price table, from the prompts this project sends
     from bcomc_dagster.datagen.llm_worker import pair_request
+    from bcomc_dagster.datagen.presets import prompting
 
     requests = {s: coordinator.plan_requests(suite, s, per_service, 0, needs_facts=False) for s in services}
     gen_in = gen_out = 0
     for k, pair in enumerate(last_pairs):
-        req = pair_request(requests[pair.service][k % per_service], {"domain": "cloud services"})
+        req = pair_request(
+            requests[pair.service][k % per_service], prompting("qa-grounded", domain="cloud services")
+        )
         gen_in += (
             tokens(req.system + req.messages[0].content + str(req.schema_.json_schema)) + TOOL_PROMPT_TOKENS
         )

@@ -20,8 +20,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from bcomc_dagster.datagen.facts import Fact, extract_facts
+from bcomc_dagster.datagen.facts import DEFAULT_FORMS, Fact, extract_facts
 from bcomc_dagster.datagen.passages import DEFAULT_BUDGET, Passage, kind_of, split
+from bcomc_dagster.datagen.presets import DEFAULT, Prompting
 from bcomc_dagster.datagen.quality import FilterResult
 from bcomc_dagster.datagen.schema import Provenance, QAPair
 from bcomc_dagster.errors import InputError
@@ -52,9 +53,7 @@ class Worker(Protocol):
     name: str
     needs_facts: bool  # True: only passages that state facts are of use to it
 
-    def generate(
-        self, request: PairRequest, prompt_config: dict[str, str] | None = None
-    ) -> tuple[str, str]: ...
+    def generate(self, request: PairRequest, prompt_config: Prompting | None = None) -> tuple[str, str]: ...
 
 
 def passages(suite: Suite, service: str, budget: int = DEFAULT_BUDGET) -> list[Passage]:
@@ -63,12 +62,17 @@ def passages(suite: Suite, service: str, budget: int = DEFAULT_BUDGET) -> list[P
 
 
 def groundings(
-    suite: Suite, service: str, needs_facts: bool, budget: int = DEFAULT_BUDGET
+    suite: Suite,
+    service: str,
+    needs_facts: bool,
+    budget: int = DEFAULT_BUDGET,
+    forms: tuple[str, ...] = DEFAULT_FORMS,
 ) -> list[Grounding]:
-    """Every fact of the service's docs, in order; with ``needs_facts`` false, passages without facts too."""
+    """Every fact of the service's docs (in the given forms), in order; with ``needs_facts`` false,
+    passages without facts too."""
     out = []
     for p in passages(suite, service, budget):
-        facts = extract_facts(p)
+        facts = extract_facts(p, forms)
         out += [Grounding(p, f) for f in facts] or ([] if needs_facts else [Grounding(p, None)])
     return out
 
@@ -80,12 +84,14 @@ NO_FACTS = (
 )
 
 
-def check_docs(suite: Suite, needs_facts: bool, budget: int = DEFAULT_BUDGET) -> None:
+def check_docs(
+    suite: Suite, needs_facts: bool, budget: int = DEFAULT_BUDGET, forms: tuple[str, ...] = DEFAULT_FORMS
+) -> None:
     """Every service's doc gives the generator something to ground pairs in; InputError names the files."""
     bad = [
         suite.path / suite.doc_file(s)
         for s in suite.services
-        if not groundings(suite, s, needs_facts, budget)
+        if not groundings(suite, s, needs_facts, budget, forms)
     ]
     if bad:
         raise InputError(f"{', '.join(map(str, bad))}: {NO_FACTS if needs_facts else 'no passage of text'}")
@@ -118,12 +124,13 @@ def plan_requests(
     already: int,
     needs_facts: bool = True,
     budget: int = DEFAULT_BUDGET,
+    forms: tuple[str, ...] = DEFAULT_FORMS,
 ) -> list[PairRequest]:
     """``count`` requests cycling over the service's distinct facts (or passages); ``already`` (requests
     made for this service before) moves the variant on, so that each round asks in new wordings. A fact
     stated in several passages is grounded in each in turn."""
     units: dict[tuple[str, ...], list[Grounding]] = {}
-    for g in groundings(suite, service, needs_facts, budget):
+    for g in groundings(suite, service, needs_facts, budget, forms):
         units.setdefault(_fact_key(g), []).append(g)
     if not units:
         return []
@@ -146,7 +153,7 @@ def generate(
     already: dict[str, int] | None = None,
     max_retries: int = 2,
     concurrency: int = 8,
-    prompt_config: dict[str, str] | None = None,
+    prompt_config: Prompting | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     budget: int = DEFAULT_BUDGET,
     screen: Callable[[list[QAPair]], FilterResult] | None = None,
@@ -155,6 +162,7 @@ def generate(
     """``count`` pairs per service. With ``screen`` (the quality filters the dataset will apply), a
     service whose clean pairs fall short is asked again, in new variants, up to ``top_up_rounds`` times."""
     made = dict(already or {})
+    forms = (prompt_config or DEFAULT).fact_forms
     asked = (
         count_per_service
         if isinstance(count_per_service, dict)
@@ -173,7 +181,7 @@ def generate(
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         for rounds in range(1, top_up_rounds + 2):
             plan = {
-                s: plan_requests(suite, s, n, made.get(s, 0), worker.needs_facts, budget)
+                s: plan_requests(suite, s, n, made.get(s, 0), worker.needs_facts, budget, forms)
                 for s, n in want.items()
                 if n > 0 and s not in skipped
             }
@@ -248,7 +256,7 @@ def _fan_out(
     campaign: str,
     iteration: int,
     max_retries: int,
-    prompt_config: dict[str, str] | None,
+    prompt_config: Prompting | None,
     on_progress: Callable[[int, int], None] | None,
     attempts: dict[str, int],
 ) -> dict[str, tuple[list[QAPair], str | None]]:

@@ -2,7 +2,8 @@
 where the passage states none that the extractive reader finds, the angle) to ask about; and the optional
 synthesis pass, in which a stronger model rewrites batches of raw pairs without adding facts.
 
-``prompt_config`` (domain, persona, doc_label) shapes both prompts.
+The dataset type's preset with ``prompt_config``'s overrides (``presets.Prompting``: domain, persona,
+doc label, question styles, answer style, system template) shapes both prompts.
 """
 
 from __future__ import annotations
@@ -13,27 +14,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from bcomc_dagster.datagen.coordinator import PairRequest
+from bcomc_dagster.datagen.presets import DEFAULT, GENERAL_STYLES, Prompting
 from bcomc_dagster.datagen.schema import QAPair
 from bcomc_dagster.llm.base import ChatRequest, Message, TransientLLMError
 from bcomc_dagster.llm.client import LLMClient
 from bcomc_dagster.llm.structured import ask_structured, schema_of
 from bcomc_dagster.text import clip
 
-# one style per variant, so that no two calls on the same passage and fact share a question template
-STYLES = (
-    "a direct question",
-    "a question as someone would type it in a hurry, a few words long",
-    "a question that mentions the task they are doing",
-    "a question that asks to confirm the value",
-    "a question phrased as a request",
-    "a question that names the documentation",
-    "a question from someone new to the service",
-    "a question while troubleshooting",
-    "a question that starts with the service's name",
-    "a question that ends with the service's name",
-    "a question that describes what the value is for instead of naming the setting",
-    "a long question that first explains the situation they are in",
-)
+STYLES = GENERAL_STYLES  # qa-grounded's; each dataset type has its own (presets.py)
 # the generator paraphrases: a question in the docs' own words teaches the docs' wording, not the fact
 PARAPHRASE = (
     "Word the question the way that person would ask it, in your own words: do not copy the passage's "
@@ -69,29 +57,14 @@ PAIR = schema_of(PairOut, "qa_pair", "Record one question-and-answer pair ground
 BATCH = schema_of(BatchOut, "qa_pairs", "Record the rewritten question-and-answer pairs, in the given order.")
 
 
-def _context(prompt_config: dict[str, str] | None) -> tuple[str, str, str]:
-    pc = prompt_config or {}
-    return (
-        pc.get("domain") or "a software product",
-        pc.get("persona") or "a user",
-        pc.get("doc_label") or "documentation",
-    )
-
-
 def pair_request(
-    request: PairRequest, prompt_config: dict[str, str] | None = None, temperature: float = 0.7
+    request: PairRequest, prompt_config: Prompting | None = None, temperature: float = 0.7
 ) -> ChatRequest:
-    """The generator's prompt for one pair: one passage, the fact or angle to ask about, and one style of
-    question per variant."""
-    domain, persona, label = _context(prompt_config)
+    """The generator's prompt for one pair: the dataset type's system prompt, one passage, the fact or
+    angle to ask about, and one of its question styles per variant."""
+    pc = prompt_config or DEFAULT
+    label = pc.doc_label
     g, variant = request.grounding, request.variant
-    system = (
-        f"You write training data for an assistant that answers questions about {domain}. "
-        f"Write one question that {persona} would ask, and its answer, using only the {label} passage given. "
-        "The answer must be fully supported by the passage: no fact, number or name that the passage does "
-        "not "
-        "state. Answer in one sentence that names the service and states the value with its unit."
-    )
     focus = (
         f'{g.fact.attribute}: {g.fact.value} (the passage states: "{g.fact.text}")'
         if g.fact
@@ -100,10 +73,10 @@ def pair_request(
     user = (
         f"Service: {g.passage.title}\n{label.capitalize()} passage "
         f'({g.passage.path}):\n"""\n{g.passage.text}\n"""\n'
-        f"Ask about: {focus}\n{PARAPHRASE}Write {STYLES[variant % len(STYLES)]} (variation {variant + 1})."
+        f"Ask about: {focus}\n{PARAPHRASE}Write {pc.style(variant)} (variation {variant + 1})."
     )
     return ChatRequest(
-        system=system,
+        system=pc.system,
         messages=[Message(role="user", content=user)],
         max_tokens=300,
         temperature=temperature,
@@ -120,7 +93,7 @@ class LLMWorker:
         self.client, self.temperature = client, temperature
         self.name = client.label
 
-    def generate(self, request: PairRequest, prompt_config: dict[str, str] | None = None) -> tuple[str, str]:
+    def generate(self, request: PairRequest, prompt_config: Prompting | None = None) -> tuple[str, str]:
         req = pair_request(request, prompt_config, self.temperature)
         pair, _ = ask_structured(self.client, req, PairOut.model_validate, retries=1)
         return pair.question.strip(), pair.answer.strip()
@@ -136,19 +109,18 @@ class SynthesisResult(BaseModel):
 def synthesize(
     client: LLMClient,
     pairs: list[QAPair],
-    prompt_config: dict[str, str] | None = None,
+    prompt_config: Prompting | None = None,
     batch_size: int = 10,
     concurrency: int = 4,
 ) -> SynthesisResult:
     """Rewrite pairs in batches for clarity and variety; a batch whose answer stays invalid keeps its raw
     pairs (and is reported). Facts stay those of each pair's passage: the quality filters check it again."""
-    domain, persona, label = _context(prompt_config)
+    pc = prompt_config or DEFAULT
     system = (
-        f"You improve training data for an assistant about {domain}. Rewrite each question so that it "
-        "reads as "
-        f"{persona} would ask it, and each answer as one clear sentence. Keep every fact exactly as its "
-        f"{label} "
-        "passage states it; add nothing. Return as many pairs as given, in the same order."
+        f"You improve training data for an assistant about {pc.domain}. Rewrite each question so that it "
+        f"reads as {pc.persona} would ask it, and each answer as one clear sentence. Keep every fact "
+        f"exactly as its {pc.doc_label} passage states it; add nothing. {pc.answer_style} Return as many "
+        "pairs as given, in the same order."
     )
     batches = [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
 
