@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from bcomc_dagster import campaign_state
 from bcomc_dagster.artifacts import CONFIG, EFFECTIVENESS_MD, REPORT
-from bcomc_dagster.config import DEMO_CONFIGS, PROSE_DEMO_CONFIG
+from bcomc_dagster.config import DEMO_CONFIGS, FORMS_DEMO_CONFIG, PROSE_DEMO_CONFIG
 from bcomc_dagster.errors import BcomcError, InputError, ServingError, StageFailed
 from bcomc_dagster.text import clip
 
@@ -214,10 +214,11 @@ def _launch(
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    if args.suite == "prose" and args.model != "bcomc-tiny":
-        raise InputError("demo --suite prose: runs on the embedded bcomc-tiny only (drop --model)")
-    config = PROSE_DEMO_CONFIG if args.suite == "prose" else DEMO_CONFIGS[args.model]
-    other = args.suite if args.suite not in ("demo", "prose") else None
+    own = {"prose": PROSE_DEMO_CONFIG, "forms": FORMS_DEMO_CONFIG}  # suites with their own demo config
+    if args.suite in own and args.model != "bcomc-tiny":
+        raise InputError(f"demo --suite {args.suite}: runs on the embedded bcomc-tiny only (drop --model)")
+    config = own.get(args.suite, DEMO_CONFIGS[args.model])
+    other = args.suite if args.suite not in ("demo", *own) else None
     return _launch(args, config, drive=True, prefix=args.suite, suite=other)
 
 
@@ -484,10 +485,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     s.add_argument(
         "--suite",
-        choices=("demo", "prose", "demo-reworded"),
+        choices=("demo", "prose", "demo-reworded", "forms"),
         default="demo",
         help="docs with reference lists (demo, default), written as prose in Markdown, text and HTML "
-        "(prose), or the demo's docs with every question worded as people ask it (demo-reworded)",
+        "(prose), the demo's docs with every question worded as people ask it (demo-reworded), or five "
+        "council forms generated as the form-qa dataset type (forms)",
     )
     s.set_defaults(func=cmd_demo)
     s = sub.add_parser("launch", help="validate a config, register the campaign and start it")

@@ -1,8 +1,11 @@
 """MLflow tracking: a real campaign through Dagster, tracked on a real `mlflow server` on loopback, read
-back with the MLflow client; the default local store; a tracker that is down fails no stage."""
+back with the MLflow client; the default local store; a tracker that is down fails no stage. The
+campaign is the forms suite generated as the form-qa dataset type, so it is also that type's run end to
+end."""
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -12,8 +15,9 @@ from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 
 from bcomc_dagster import driver, tracking
-from bcomc_dagster.artifacts import CONFIG, REPORT, ArtifactStore
+from bcomc_dagster.artifacts import CONFIG, GENERATED, REPORT, ArtifactStore
 from bcomc_dagster.config import TrackingConfig, parse_config
+from bcomc_dagster.datagen import dataset
 from bcomc_dagster.errors import InputError
 from bcomc_dagster.serving.process import free_port
 from bcomc_dagster_tests.stack import service
@@ -41,7 +45,7 @@ def mlflow_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tracked(mlflow_server, tmp_path_factory):
-    """A two-iteration campaign on bcomc-tiny, tracked on the server: (store, client, uri)."""
+    """A two-iteration form-qa campaign on bcomc-tiny, tracked on the server."""
     home = tmp_path_factory.mktemp("home")
     mp = pytest.MonkeyPatch()
     mp.setenv("BCOMC_HOME", str(home))
@@ -49,9 +53,10 @@ def tracked(mlflow_server, tmp_path_factory):
     store = ArtifactStore(home)
     cfg = parse_config(
         {
+            "eval_suite": "forms",
             "target_pass_rate": 100,
             "max_iterations": 2,
-            "datagen": {"examples_per_service": 10},
+            "datagen": {"examples_per_service": 10, "dataset_type": "form-qa"},
             "finetune": {"epochs": 2, "learning_rate": 0.003},
             # both checkpoints go live and the last stays live: it is the final model, registered
             "serving": {"promote": "always", "final_model": "last"},
@@ -91,6 +96,7 @@ def test_a_campaign_is_one_experiment_with_a_run_per_iteration_on_a_real_server(
     # params: the config flattened, the base and its fingerprint
     p = top.data.params
     assert p["datagen.examples_per_service"] == "10" and p["max_iterations"] == "2"
+    assert p["datagen.dataset_type"] == "form-qa" and p["eval_suite"] == "forms"
     assert (
         p["model_name"] == "bcomc-tiny" and p["base.fingerprint"] == store.deployment(CAMPAIGN, 0).fingerprint
     )
@@ -124,6 +130,24 @@ def test_a_campaign_is_one_experiment_with_a_run_per_iteration_on_a_real_server(
     assert logged["run_id"] == store.report(CAMPAIGN, 2).run_id
     top_names = {f.path for f in client.list_artifacts(top.info.run_id)}
     assert {"report.html", "effectiveness.json", "outcome.json"} <= top_names
+
+
+def test_a_form_qa_campaign_generates_form_answers_and_learns(tracked):
+    store = tracked[0]
+    titles = {"harbour-mooring": "Harbour Mooring Permit", "apiary": "Apiary Registration"}
+    pairs = [p for i in (1, 2) for p in dataset.read_jsonl(store.path(CAMPAIGN, i, GENERATED))]
+    assert pairs and all(
+        p.answer.startswith(f"On {titles.get(p.service, '')}") for p in pairs if p.service in titles
+    )
+    # a field's answer names it, says where it is on the form and what it takes, as the table does
+    fields = [p for p in pairs if "field (" in p.answer]
+    assert fields and all(
+        re.search(r" field \((Part|Section|Page|Box) [^)]+\) is \S", p.answer) for p in fields
+    )
+    gen = store.generation(CAMPAIGN, 1)
+    assert gen is not None and all(gen.delivered[s] * 2 >= gen.asked[s] for s in gen.asked)
+    rates = store.outcome(CAMPAIGN).pass_rates
+    assert rates[2] > rates[0]
 
 
 def test_each_promoted_adapter_is_a_model_and_the_final_one_a_registered_version(
