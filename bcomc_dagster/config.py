@@ -21,7 +21,8 @@ from bcomc_dagster.errors import InputError
 from bcomc_dagster.evals.suite import resolve_suite_path
 from bcomc_dagster.llm.cost import Price
 from bcomc_dagster.llm.registry import ProviderSettings, backends
-from bcomc_dagster.registries import ANALYZERS, DEPLOYERS, EMBEDDED, GENERATORS, JUDGES
+from bcomc_dagster.registries import ANALYZERS, DEPLOYERS, GENERATORS, JUDGES
+from bcomc_dagster.registry import EMBEDDED
 from bcomc_dagster.secrets import check_env_name, check_url, redact
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "suites" / "demo" / "campaign.json"

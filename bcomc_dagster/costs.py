@@ -11,7 +11,7 @@ from bcomc_dagster.artifacts import ArtifactStore
 from bcomc_dagster.config import CampaignConfig
 from bcomc_dagster.llm.cost import Meter, Price, StageCost, price_of
 from bcomc_dagster.llm.registry import resolve_model
-from bcomc_dagster.registries import EMBEDDED
+from bcomc_dagster.registry import EMBEDDED
 
 STAGES = ("eval", "analyze", "generate", "dataset")
 # token sizes per pair of the built-in prompts, tool-use system prompt included (benchmarks/datagen.py)

@@ -1,4 +1,5 @@
-"""Every pluggable part of a campaign, by name: judges, generators, analyzers, deployers.
+"""Every pluggable part of a campaign, by name: judges, generators, analyzers, deployers (the wiring:
+``registry.Registry`` is the leaf every registry is made of).
 
 A registry maps a name to a factory that builds the part for one campaign from its ``Env``; an entry
 may be the ``"module:attr"`` path of one, imported on first use (a provider's SDK loads only when a
@@ -17,11 +18,12 @@ sources in ``training.sources``.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING
+
+from bcomc_dagster.registry import EMBEDDED, Registry
 
 if TYPE_CHECKING:
     from bcomc_dagster.analysis.analyzer import Analysis
@@ -33,45 +35,6 @@ if TYPE_CHECKING:
     from bcomc_dagster.llm.client import LLMClient, ResponseCache
     from bcomc_dagster.llm.cost import Meter
     from bcomc_dagster.serving.deployer import Deployer
-
-T = TypeVar("T")
-EMBEDDED = "embedded"  # the backend of the parts that run here, with no model call
-
-
-class Registry(Generic[T]):
-    """Named implementations of one part; ``"module:attr"`` entries are imported on first use."""
-
-    def __init__(self, part: str, entries: Mapping[str, T | str]):
-        self.part = part
-        self._entries: dict[str, T | str] = dict(entries)
-
-    def add(self, name: str, entry: T | str) -> None:
-        """Register ``entry`` under ``name`` (replacing any earlier one)."""
-        self._entries[name] = entry
-
-    def remove(self, name: str) -> None:
-        self._entries.pop(name, None)
-
-    def names(self) -> list[str]:
-        return list(self._entries)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
-    def check(self, name: str) -> str:
-        """``name`` when registered, else ValueError listing what is."""
-        if name not in self._entries:
-            raise ValueError(f"unknown {self.part} {name!r}; expected one of {self.names()}")
-        return name
-
-    def get(self, name: str) -> T:
-        entry = self._entries[self.check(name)]
-        if isinstance(entry, str):
-            module, _, attr = entry.partition(":")
-            loaded: T = getattr(importlib.import_module(module), attr)
-            self._entries[name] = entry = loaded
-        return entry
-
 
 _caches: dict[Path, ResponseCache] = {}
 

@@ -8,7 +8,8 @@ from bcomc_dagster.artifacts import ArtifactStore
 from bcomc_dagster.config import parse_config
 from bcomc_dagster.errors import InputError
 from bcomc_dagster.llm.registry import PROVIDERS
-from bcomc_dagster.registries import ANALYZERS, DEPLOYERS, GENERATORS, JUDGES, Env, Registry
+from bcomc_dagster.registries import ANALYZERS, DEPLOYERS, GENERATORS, JUDGES, Env
+from bcomc_dagster.registry import Registry
 from bcomc_dagster.training.sources import SOURCES
 
 

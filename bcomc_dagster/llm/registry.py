@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bcomc_dagster.llm.base import ChatModel
-from bcomc_dagster.registries import EMBEDDED, Registry
+from bcomc_dagster.registry import EMBEDDED, Registry
 from bcomc_dagster.secrets import check_env_name, check_url
 
 # the embedded roles (extractive generator, failure-rate analyzer, reference judge) are not chat models:

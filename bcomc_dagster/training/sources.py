@@ -17,7 +17,7 @@ alone).
 ``base_weights`` names the weights explicitly (a folder, a ``.gguf`` file or a Hub id) when the served
 ``model_name`` cannot be read from this machine; ``model_name`` is then still what the baseline serves.
 Adding a source is one class with ``claims`` / ``check`` / ``weights`` and one line in ``SOURCES`` (a
-``registries.Registry``, tried in order).
+``registry.Registry``, tried in order).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any, Protocol, cast
 
 import httpx
 
-from bcomc_dagster.registries import Registry
+from bcomc_dagster.registry import Registry
 from bcomc_dagster.text import GLIMPSE, clip
 from bcomc_dagster.training import from_gguf
 
