@@ -668,7 +668,7 @@ class CampaignConfig(_Strict):
 
     @property
     def ollama_url(self) -> str:
-        from bcomc_dagster.training.sources import OLLAMA_URL
+        from bcomc_dagster.serving.ollama_api import OLLAMA_URL
 
         return self.serving.base_url or OLLAMA_URL
 

@@ -21,16 +21,16 @@ from pydantic import BaseModel
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from bcomc_dagster.errors import ServingError
+from bcomc_dagster.serving import ollama_api
 from bcomc_dagster.serving.deployer import PROBE_TOKENS, PROBES, Deployment, Live, differs_from_base, intact
 from bcomc_dagster.serving.endpoint import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, Endpoint
 from bcomc_dagster.text import clip
 from bcomc_dagster.training.base_model import CHAT_TEMPLATE, OLLAMA_TEMPLATE
 from bcomc_dagster.training.manifest import Manifest
-from bcomc_dagster.training.sources import OLLAMA_URL
 from bcomc_dagster.training.weights import file_sha256
 
 ENGINE = "ollama"
-DEFAULT_URL = OLLAMA_URL
+DEFAULT_URL = ollama_api.OLLAMA_URL
 
 
 class OllamaState(BaseModel):
@@ -114,7 +114,10 @@ class OllamaDeployer:
         st = previous or OllamaState(url=self.url, base_name="", live_model="")
         if self.base_tag:  # the user's model, as Ollama serves it: evaluated as is
             name = self.base_tag
-            shown = self._request("POST", "/api/show", json={"model": name}).json()
+            try:
+                shown = ollama_api.show(name, self.url, timeout_s=60)
+            except ValueError as e:
+                raise ServingError(str(e)) from e
             st.base_template, st.base_parameters = (
                 shown.get("template") or None,
                 parse_parameters(shown.get("parameters", "")),

@@ -28,15 +28,14 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, cast
-
-import httpx
+from typing import Any, Protocol
 
 from bcomc_dagster.registry import Registry
+from bcomc_dagster.serving import ollama_api
 from bcomc_dagster.text import GLIMPSE, clip
 from bcomc_dagster.training import from_gguf
 
-OLLAMA_URL = "http://127.0.0.1:11434"
+OLLAMA_URL = ollama_api.OLLAMA_URL
 
 
 def _path(name: str) -> Path:
@@ -187,19 +186,7 @@ class OllamaTag:
     @staticmethod
     def show(name: str, url: str) -> dict[str, Any]:
         """Ollama's ``/api/show`` for ``name``; ValueError naming the server when it cannot answer."""
-        try:
-            r = httpx.post(f"{url.rstrip('/')}/api/show", json={"model": name}, timeout=30)
-        except (httpx.HTTPError, httpx.InvalidURL) as e:
-            raise ValueError(
-                f"no Ollama server answered at {url} ({type(e).__name__}); start it or set serving.base_url"
-            ) from e
-        if r.status_code == 404:
-            raise ValueError(f"the Ollama server at {url} has no model {name!r}; `ollama pull {name}` first")
-        if r.status_code != 200:
-            raise ValueError(
-                f"the Ollama server at {url} answered {r.status_code} for {name!r}: {clip(r.text)}"
-            )
-        return cast(dict[str, Any], r.json())  # a JSON object, /api/show's answer
+        return ollama_api.show(name, url)
 
     def blob(self, name: str, url: str) -> Path:
         """The GGUF file behind ``name``: the modelfile's ``FROM`` path, or the same blob in the local
