@@ -1,8 +1,10 @@
-"""The project's home folder, and the one way files are written so that no reader sees half of one."""
+"""The project's home folder, and the one way files and folders are written so that no reader sees half
+of one."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,3 +40,27 @@ def atomic_write(path: Path, data: bytes | str) -> Path:
     with atomic_writer(path) as f:
         f.write(data.encode() if isinstance(data, str) else data)
     return path
+
+
+@contextmanager
+def atomic_dir(target: Path, *, replace: bool = False, done: str | None = None) -> Iterator[Path]:
+    """A folder whose content becomes ``target`` on success, in one rename (written beside it under a name
+    starting with a dot, and readable by all: a server run by another user reads it). With ``replace`` an
+    existing ``target`` is removed first; without, a ``target`` that another process completed first (it
+    holds the file ``done``) is kept and this one discarded. On failure nothing is left behind."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        yield tmp
+        tmp.chmod(0o755)  # mkdtemp's 0700
+        if replace and target.exists():
+            shutil.rmtree(target)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if done is None or not (target / done).is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

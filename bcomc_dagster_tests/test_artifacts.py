@@ -30,6 +30,31 @@ def test_atomic_write_leaves_no_temporary_file_on_failure(tmp_path):
     assert target.read_text() == "{}" and sorted(p.name for p in target.parent.iterdir()) == ["x.json"]
 
 
+def test_an_atomic_folder_appears_whole_or_not_at_all(tmp_path):
+    from bcomc_dagster.files import atomic_dir
+
+    target = tmp_path / "models" / "m"
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "config.json").write_text("{}")
+        raise RuntimeError("killed mid-write")
+    assert not target.exists() and list(target.parent.iterdir()) == []  # nothing half-written left
+    with atomic_dir(target) as tmp:
+        (tmp / "config.json").write_text("ours")
+    assert (target / "config.json").read_text() == "ours" and target.stat().st_mode & 0o777 == 0o755
+    # another process finished first: theirs stays; with replace, the new one takes its place
+    with atomic_dir(target, done="config.json") as tmp:
+        (tmp / "config.json").write_text("late")
+    assert (target / "config.json").read_text() == "ours" and [p.name for p in target.parent.iterdir()] == [
+        "m"
+    ]
+    with atomic_dir(target, replace=True) as tmp:
+        (tmp / "manifest.json").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["manifest.json"]
+    with pytest.raises(OSError), atomic_dir(target, done="config.json"):  # there, not complete: said
+        pass
+    assert [p.name for p in target.parent.iterdir()] == ["m"]
+
+
 def test_typed_readers_name_the_missing_artifact(tmp_path):
     from bcomc_dagster.errors import PredecessorMissing
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from pydantic import BaseModel, ConfigDict
 
 from bcomc_dagster.evals.suite import BUILTIN_DIR
-from bcomc_dagster.files import home
+from bcomc_dagster.files import atomic_dir, home
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -136,17 +134,8 @@ def build_base_model(spec: BaseModelSpec | None = None, cache_dir: Path | None =
     model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
         eos_token_id=eos, pad_token_id=pad, do_sample=False
     )
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".building-"))
-    try:
+    with atomic_dir(target, done="config.json") as tmp:  # another process built it first: theirs is identical
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "bcomc_base.json").write_text(json.dumps({"name": EMBEDDED_MODEL, "spec": spec.model_dump()}))
-        try:
-            tmp.rename(target)
-        except OSError:  # another process built it first: theirs is identical
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target

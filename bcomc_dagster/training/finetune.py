@@ -14,13 +14,13 @@ import hashlib
 import json
 import math
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from bcomc_dagster import gpu
+from bcomc_dagster.files import atomic_dir
 from bcomc_dagster.training import child, hardware
 from bcomc_dagster.training.chat import encode_pairs
 from bcomc_dagster.training.manifest import (
@@ -187,9 +187,7 @@ def _train(
                     on_log(state.global_step, total_steps, float(logs["loss"]))
 
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
-    try:
+    with atomic_dir(out_dir, replace=True) as work:
         args = TrainingArguments(
             output_dir=str(work / "trainer"),
             per_device_train_batch_size=settings.batch_size,
@@ -282,10 +280,4 @@ def _train(
             hardware=figures,
         )
         write_manifest(work, manifest)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        work.rename(out_dir)
-        return manifest
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    return manifest

@@ -13,11 +13,11 @@ import hashlib
 import io
 import json
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from bcomc_dagster.files import atomic_dir
 from bcomc_dagster.training.weights import BASE_META, file_sha256
 
 
@@ -116,21 +116,10 @@ def convert(path: Path, cache_dir: Path) -> Path:
     model.config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = stops
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
-    try:
+    # another process that converted it first: theirs is kept (it holds config.json)
+    with atomic_dir(target, done="config.json") as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         meta = {"name": path.name, "gguf": str(path), "gguf_sha256": sha, "end_of_turn": eot}
         (tmp / BASE_META).write_text(json.dumps(meta, indent=2))
-        tmp.chmod(0o755)  # mkdtemp's 0700 would keep a server run by another user out
-        try:
-            tmp.rename(target)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not (target / "config.json").is_file():  # not "another process converted it first": say why
-                raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
