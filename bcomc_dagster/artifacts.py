@@ -19,6 +19,7 @@ from bcomc_dagster.analysis.analyzer import Analysis
 from bcomc_dagster.config import CampaignConfig, parse_config
 from bcomc_dagster.datagen import dataset
 from bcomc_dagster.datagen.coordinator import GenerationResult
+from bcomc_dagster.datagen.quality import QualityRecord
 from bcomc_dagster.datagen.schema import QAPair
 from bcomc_dagster.errors import InputError, PredecessorMissing, field_errors
 from bcomc_dagster.evals.report import EvalReport
@@ -174,6 +175,10 @@ class ArtifactStore:
         if not self.has(campaign, iteration, GENERATION):
             return None
         return self._typed(GenerationResult, campaign, iteration, GENERATION, "the generation record")
+
+    def quality(self, campaign: str, iteration: int) -> QualityRecord:
+        """What the dataset stage of ``iteration`` kept and dropped, and why."""
+        return self._typed(QualityRecord, campaign, iteration, QUALITY, "the dataset quality record")
 
     def checkpoint(self, campaign: str, iteration: int) -> Path:
         return self.require(campaign, iteration, CHECKPOINT, "the checkpoint")

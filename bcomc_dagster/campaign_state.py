@@ -94,10 +94,8 @@ def skipped_services(store: ArtifactStore, campaign: str) -> dict[int, list[str]
     """Per iteration, the services whose generation kept failing and were skipped."""
     out = {}
     for i in store.iterations(campaign, having=names.GENERATION):
-        if skipped := store.read_json(campaign, i, names.GENERATION, "the generation summary")[
-            "skipped_services"
-        ]:
-            out[i] = sorted(skipped)
+        if (g := store.generation(campaign, i)) and g.skipped_services:
+            out[i] = sorted(g.skipped_services)
     return out
 
 
@@ -181,9 +179,7 @@ def effectiveness_of(store: ArtifactStore, campaign: str) -> Effectiveness:
         contaminated = len(quality.contaminated(rows, eval_index(cfg)))
     dropped: dict[str, int] = {}
     for i in (i for i in store.iterations(campaign, having=names.QUALITY) if i <= last):
-        for reason, n in store.read_json(campaign, i, names.QUALITY, "the quality report")[
-            "dropped_by_reason"
-        ].items():
+        for reason, n in store.quality(campaign, i).dropped_by_reason.items():
             dropped[reason] = dropped.get(reason, 0) + n
     promoted = {i: p.promoted for i in by_iteration if (p := store.promotion(campaign, i)) is not None}
     return effectiveness(

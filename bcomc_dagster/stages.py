@@ -254,10 +254,10 @@ def build_dataset(store: ArtifactStore, campaign: str, iteration: int) -> Datase
     rows = previous + result.kept
     path = store.path(campaign, iteration, a.DATASET)
     dataset.write_jsonl(path, rows)
-    dropped = {"dropped_by_reason": result.counts(), "dropped": [d.model_dump() for d in result.dropped]}
-    store.write_json(
-        campaign, iteration, a.QUALITY, {"rows": len(rows), "added": len(result.kept), **dropped}
+    record = quality.QualityRecord(
+        rows=len(rows), added=len(result.kept), dropped_by_reason=result.counts(), dropped=result.dropped
     )
+    store.write_json(campaign, iteration, a.QUALITY, record)
     card = dataset_card(campaign, iteration, rows, result)
     store.write_text(campaign, iteration, a.CARD, card)
     return DatasetSummary(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bcomc_dagster.artifacts import QUALITY, ArtifactStore
+from bcomc_dagster.artifacts import ArtifactStore
 
 
 def stage_lines(store: ArtifactStore, asset: str, campaign: str, iteration: int) -> list[str]:
@@ -46,12 +46,13 @@ def stage_lines(store: ArtifactStore, asset: str, campaign: str, iteration: int)
         lines += [f"    {s} short: {why}" for s, why in g.short.items()]
         return lines
     if asset == "training_dataset":
-        q = store.read_json(campaign, iteration, QUALITY, "the quality report")
-        dropped = ", ".join(f"{k} {v}" for k, v in q["dropped_by_reason"].items() if v) or "none"
-        if "rows" not in q:  # written before the quality report counted rows: count them
-            q["rows"] = len(store.dataset(campaign, iteration))
-            q["added"] = q["rows"] - len(store.dataset(campaign, iteration - 1))
-        return [f"  training_dataset: +{q['added']} rows, {q['rows']} in all; dropped: {dropped}"]
+        q = store.quality(campaign, iteration)
+        dropped = ", ".join(f"{k} {v}" for k, v in q.dropped_by_reason.items() if v) or "none"
+        rows, added = q.rows, q.added
+        if rows is None or added is None:  # written before the quality record counted rows: count them
+            rows = len(store.dataset(campaign, iteration))
+            added = rows - len(store.dataset(campaign, iteration - 1))
+        return [f"  training_dataset: +{added} rows, {rows} in all; dropped: {dropped}"]
     if asset == "checkpoint":
         m = store.manifest(campaign, iteration)
         return [f"  checkpoint: {m.steps} steps, final loss {m.final_loss:.3f}, {m.train_seconds:.0f} s"]

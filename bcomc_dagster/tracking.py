@@ -229,9 +229,10 @@ class _Sync:
                 "services_skipped": len(gen.skipped_services),
             }
         if store.has(c, i, a.QUALITY):
-            q = store.read_json(c, i, a.QUALITY, "the dataset quality record")
-            m |= {"pairs_added": q.get("added", 0), "dataset_rows": q.get("rows", 0)}
-            m |= {f"pairs_dropped/{k}": n for k, n in q.get("dropped_by_reason", {}).items()}
+            q = store.quality(c, i)
+            m |= {f"pairs_dropped/{k}": n for k, n in q.dropped_by_reason.items()}
+            if q.rows is not None and q.added is not None:
+                m |= {"pairs_added": q.added, "dataset_rows": q.rows}
         if i > 0 and store.has(c, i, a.CHECKPOINT):
             man = store.manifest(c, i)
             series["train_loss"] = [(step, loss) for step, loss in man.loss_curve]

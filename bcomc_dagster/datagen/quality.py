@@ -102,6 +102,15 @@ class FilterResult(BaseModel):
         return {r: c.get(r, 0) for r in REASONS}
 
 
+class QualityRecord(BaseModel):
+    """What the dataset stage kept and dropped, and why (``dataset_quality.json``)."""
+
+    rows: int | None = None  # the cumulative dataset's rows; None: written before the record counted them
+    added: int | None = None
+    dropped_by_reason: dict[str, int]
+    dropped: list[Drop] = []
+
+
 # -- text helpers ---------------------------------------------------------------------------------
 
 
