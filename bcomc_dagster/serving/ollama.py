@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from bcomc_dagster.errors import ServingError
+from bcomc_dagster.files import atomic_write
 from bcomc_dagster.serving import ollama_api
 from bcomc_dagster.serving.deployer import PROBE_TOKENS, PROBES, Deployment, Live, differs_from_base, intact
 from bcomc_dagster.serving.endpoint import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, Endpoint
@@ -91,10 +92,7 @@ class OllamaDeployer:
         )
 
     def _save(self, st: OllamaState) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(st.model_dump_json(indent=2))
-        tmp.replace(self.state_file)
+        atomic_write(self.state_file, st.model_dump_json(indent=2))
 
     def live(self) -> Live | None:
         st = self.state()

@@ -30,7 +30,7 @@ from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wa
 
 from bcomc_dagster import gpu
 from bcomc_dagster.errors import ServingError
-from bcomc_dagster.files import home
+from bcomc_dagster.files import atomic_write, home
 
 VLLM_ENGINE = "vllm"
 TRANSFORMERS_ENGINE = "transformers"
@@ -245,11 +245,7 @@ def record(
         model_dir=str(model_dir),
         rpc_dir=str(rpc_dir) if rpc_dir else None,
     )
-    folder = records_dir(workdir)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{pid}.json.tmp"
-    tmp.write_text(rec.model_dump_json())
-    tmp.replace(folder / f"{pid}.json")
+    atomic_write(records_dir(workdir) / f"{pid}.json", rec.model_dump_json())
     return rec
 
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from bcomc_dagster.errors import ServingError
+from bcomc_dagster.files import atomic_write
 from bcomc_dagster.serving import process
 from bcomc_dagster.serving.deployer import PROBE_TOKENS, PROBES, Deployment, Live, differs_from_base, intact
 from bcomc_dagster.serving.endpoint import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, Endpoint, api_key
@@ -80,10 +81,7 @@ class ServerDeployer:
         return ServingState.model_validate_json(self.state_file.read_text())
 
     def _save(self, state: ServingState) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(state.model_dump_json(indent=2))
-        tmp.replace(self.state_file)
+        atomic_write(self.state_file, state.model_dump_json(indent=2))
 
     def running(self) -> ServingState | None:
         st = self.state()
