@@ -112,8 +112,9 @@ def suite_warnings(suite: Suite) -> list[str]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from bcomc_dagster.config import check_base, check_docs, load_config
+    from bcomc_dagster.config import load_config
     from bcomc_dagster.evals.suite import load_suite
+    from bcomc_dagster.launch_checks import check_base, check_docs
 
     cfg = load_config(args.config)
     suite = load_suite(cfg.eval_suite)
@@ -148,7 +149,8 @@ def _launch(
     args: argparse.Namespace, config_path: Path, drive: bool, prefix: str, suite: str | None = None
 ) -> int:
     from bcomc_dagster import driver
-    from bcomc_dagster.config import check_base, check_docs, load_config
+    from bcomc_dagster.config import load_config
+    from bcomc_dagster.launch_checks import check_base, check_docs
     from bcomc_dagster.reports import campaign as report_page
 
     cfg = load_config(config_path)

@@ -26,7 +26,7 @@ from bcomc_dagster import costs, progress, registries
 from bcomc_dagster.analysis.analyzer import Analysis
 from bcomc_dagster.analysis.effectiveness import Effectiveness
 from bcomc_dagster.artifacts import ArtifactStore
-from bcomc_dagster.config import CampaignConfig, check_base, check_docs, parse_config
+from bcomc_dagster.config import CampaignConfig, parse_config
 from bcomc_dagster.datagen import coordinator, dataset, quality
 from bcomc_dagster.datagen.card import dataset_card
 from bcomc_dagster.datagen.llm_worker import synthesize
@@ -37,6 +37,7 @@ from bcomc_dagster.evals.llm_judge import grounding_verdicts
 from bcomc_dagster.evals.report import EvalReport
 from bcomc_dagster.evals.runner import run_suite
 from bcomc_dagster.evals.suite import Suite, load_suite
+from bcomc_dagster.launch_checks import check_base, check_docs
 from bcomc_dagster.loop import Decision, Outcome, Promotion, decide, gate
 from bcomc_dagster.registries import Env
 from bcomc_dagster.serving.deployer import Deployer, Deployment

@@ -121,7 +121,8 @@ def test_a_broken_lexicon_is_refused_naming_the_file_and_entry(tmp_path, text, e
 
 
 def test_a_lexicon_named_in_the_config_is_checked_at_validate(tmp_path):
-    from bcomc_dagster.config import check_docs, parse_config
+    from bcomc_dagster.config import parse_config
+    from bcomc_dagster.launch_checks import check_docs
 
     bad = tmp_path / "bad.toml"
     bad.write_text("[wrong]\n")

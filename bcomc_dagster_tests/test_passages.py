@@ -6,13 +6,14 @@ import shutil
 
 import pytest
 
-from bcomc_dagster.config import check_docs, parse_config
+from bcomc_dagster.config import parse_config
 from bcomc_dagster.datagen import coordinator
 from bcomc_dagster.datagen.extractive import ExtractiveWorker
 from bcomc_dagster.datagen.facts import extract_facts
 from bcomc_dagster.datagen.passages import count_tokens, split
 from bcomc_dagster.errors import InputError
 from bcomc_dagster.evals.suite import BUILTIN_DIR, load_suite
+from bcomc_dagster.launch_checks import check_docs
 
 GUIDE = """# Marrow Queue
 

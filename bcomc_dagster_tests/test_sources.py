@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from bcomc_dagster import cli
-from bcomc_dagster.config import check_base, parse_config
+from bcomc_dagster.config import parse_config
 from bcomc_dagster.errors import InputError
+from bcomc_dagster.launch_checks import check_base
 from bcomc_dagster.serving.ollama import parse_parameters
 from bcomc_dagster.training import from_gguf, sources
 from bcomc_dagster.training.chat import encode_pairs, end_of_turn
