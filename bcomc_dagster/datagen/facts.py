@@ -1,6 +1,7 @@
 """Facts: the attribute-value statements of a passage, as the embedded generator reads them.
 
-Three forms are read, each the way documentation usually states a setting:
+The forms read (``FORMS``; a dataset type says which, ``presets.py``), each the way documentation
+usually states a setting:
 
 - reference lines: ``- Default port: 6120`` (``**bold**`` keys too);
 - table rows: ``| Visibility timeout | 45 seconds |`` (the first column names the attribute; in a wider

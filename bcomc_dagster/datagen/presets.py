@@ -115,7 +115,6 @@ PRESETS: dict[str, Preset] = {
             answer_style="Answer in one sentence that states the rule or value and cites the section of "
             "the passage it comes from by its heading ('Under Fees, ...').",
             answer_template="Under {section} of {svc}, the {attr} is {value}.",
-            fact_forms=("sentences", "rows", "lines"),
         ),
         Preset(
             name="form-qa",
