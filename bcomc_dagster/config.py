@@ -89,6 +89,24 @@ class PromptConfig(_Strict):
         return v and presets.check_template(v, presets.ANSWER_FIELDS)
 
 
+def rendered(description: str | None) -> str | None:
+    """A field's description with the registries' names as they are now in its ``{backends}``,
+    ``{deployers}``, ``{judges}``, ``{analyzers}`` and ``{generators}``: a part registered after this module
+    was imported shows where the schema is rendered (the launchpad)."""
+    if not description:
+        return description
+    names = {
+        "backends": backends(),
+        "deployers": DEPLOYERS.names(),
+        "judges": JUDGES.names(),
+        "analyzers": ANALYZERS.names(),
+        "generators": GENERATORS.names(),
+    }
+    for key, value in names.items():
+        description = description.replace("{" + key + "}", str(value))
+    return description
+
+
 def _backend(v: str) -> str:
     if v not in backends():
         raise ValueError(f"unknown backend {v!r}; expected one of {backends()}")
@@ -101,7 +119,7 @@ class DatagenConfig(_Strict):
         description="Model that writes pairs (one call per pair): 'extractive' on the embedded "
         "backend, else a model id or alias of the backend (e.g. 'claude-3-5-haiku').",
     )
-    generator_backend: str = Field("embedded", description=f"One of {backends()}.")
+    generator_backend: str = Field("embedded", description="One of {backends}.")
     synthesizer_enabled: bool = Field(False, description="Run a synthesis pass with a stronger model.")
     synthesizer_model: str | None = Field(
         None, description="Model of the synthesis pass (e.g. 'claude-3-5-sonnet')."
@@ -511,7 +529,7 @@ class CampaignConfig(_Strict):
     )
     model_backend: str = Field(
         "local",
-        description=f"Where the model is served; one of {DEPLOYERS.names()} ('local': a server started "
+        description="Where the model is served; one of {deployers} ('local': a server started "
         "here, vLLM where installed, else "
         "transformers serve; 'vllm': vLLM, started here or at serving.base_url; 'ollama': an Ollama server).",
     )
@@ -529,18 +547,17 @@ class CampaignConfig(_Strict):
     auto_advance: bool = Field(True, description="Let the sensor start the next iteration by itself.")
     judge: str = Field(
         "strict",
-        description=f"Grader of answers; one of {JUDGES.names()} ('llm': judge_backend/judge_model).",
+        description="Grader of answers; one of {judges} ('llm': judge_backend/judge_model).",
     )
-    judge_backend: str = Field(EMBEDDED, description=f"Backend of the LLM judge; one of {backends()}.")
+    judge_backend: str = Field(EMBEDDED, description="Backend of the LLM judge; one of {backends}.")
     judge_model: str | None = Field(None, description="Model of the LLM judge.")
     judge_max_error_rate: float = Field(
         0.05, ge=0, le=1, description="Share of answers the judge may fail to grade before the eval fails."
     )
-    analyzer_backend: str = Field(EMBEDDED, description=f"One of {backends()}.")
+    analyzer_backend: str = Field(EMBEDDED, description="One of {backends}.")
     analyzer_model: str | None = Field(
         None,
-        description=f"Model of the analyzer; on the embedded backend one of {ANALYZERS.names()} (the "
-        "default).",
+        description="Model of the analyzer; on the embedded backend one of {analyzers} (the default).",
     )
     analyzer_retries: int = Field(
         2, ge=0, le=10, description="Corrections asked of the analyzer model before the fallback."

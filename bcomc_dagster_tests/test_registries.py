@@ -60,3 +60,20 @@ def test_the_deployer_of_each_backend(tmp_path):
         Env(store, parse_config({"model_backend": "ollama", "model_name": "bcomc-tiny"}), "c")
     )
     assert isinstance(o, OllamaDeployer) and o.base_tag is None
+
+
+def test_a_part_registered_from_outside_shows_in_the_launchpads_descriptions():
+    from bcomc_dagster.config import CampaignConfig
+    from bcomc_dagster.defs import launch_schema
+
+    JUDGES.add("exact", lambda env: None)
+    DEPLOYERS.add("my-server", lambda env: None)
+    try:
+        schema = launch_schema.fields(CampaignConfig)
+        assert "'exact'" in schema["judge"].description and "'strict'" in schema["judge"].description
+        assert "'my-server'" in schema["model_backend"].description
+        assert "{" not in schema["judge_backend"].description  # every placeholder filled
+    finally:
+        JUDGES.remove("exact")
+        DEPLOYERS.remove("my-server")
+    assert "'exact'" not in launch_schema.fields(CampaignConfig)["judge"].description

@@ -15,6 +15,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from bcomc_dagster.config import rendered
+
 _SCALARS = {bool: dg.Bool, int: dg.Int, float: dg.Float, str: dg.String}
 
 
@@ -55,8 +57,8 @@ def describe(field: FieldInfo) -> str | None:
         for kind, word in words.items()
         if isinstance(m, kind) and (attr := kind.__name__.lower())
     ]
-    text = field.description or ""
-    return f"{text} ({', '.join(limits)})".strip() if limits else field.description
+    text = rendered(field.description)
+    return f"{text or ''} ({', '.join(limits)})".strip() if limits else text
 
 
 def fields(model: type[BaseModel], defaults: dict[str, Any] | None = None) -> dict[str, dg.Field]:
