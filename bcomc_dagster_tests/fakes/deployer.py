@@ -13,7 +13,6 @@ weights are intact: ``deployer.intact``), keeps its state in the campaign's serv
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from bcomc_dagster.registries import DEPLOYERS, Env
 from bcomc_dagster.serving.deployer import Deployment, Live, intact
 from bcomc_dagster.training.manifest import Manifest
 
-from . import serve
+from . import chat_completion, serve
 
 NAME = "scripted"
 UNKNOWN = "I do not know."
@@ -63,19 +62,7 @@ SCRIPT = Script()  # the scripted server's answers; a test sets it through ``scr
 def _app(script: Script) -> Starlette:
     async def chat(request: Request) -> JSONResponse:
         body = await request.json()
-        text = script.answer(body["model"], body["messages"][-1]["content"])
-        return JSONResponse(
-            {
-                "id": "chatcmpl-scripted",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body["model"],
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                ],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            }
-        )
+        return chat_completion(body["model"], script.answer(body["model"], body["messages"][-1]["content"]))
 
     async def models(request: Request) -> JSONResponse:
         return JSONResponse({"object": "list", "data": []})

@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from . import chat_completion
+
 
 class FakeOllama:
     def __init__(self, root: Path):
@@ -211,18 +213,7 @@ class FakeOllama:
             return JSONResponse(
                 {"error": {"message": f"model '{body['model']}' not found", "type": "api_error"}}, 404
             )
-        return JSONResponse(
-            {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body["model"],
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                ],
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-            }
-        )
+        return chat_completion(body["model"], text)
 
     async def openai_models(self, request: Request) -> Response:
         return JSONResponse(
